@@ -1,0 +1,376 @@
+//! Command-line flags and their validation into typed configuration.
+//!
+//! This module only parses and checks: it never opens sockets, starts Python or
+//! spawns processes. Every bad value is reported as one line naming the flag.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{
+    AppSpec, BindAddr, InstanceConfig, LauncherConfig, Limits, Mode, PythonSetup, Timeouts,
+};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "evserve",
+    version,
+    about = "Serve a WSGI app from single-threaded event-loop instances, one per core, behind a load balancer.",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the state of each instance of a running launcher.
+    Status(StatusArgs),
+    /// Print an nginx configuration for instances on one or more hosts.
+    NginxConfig(NginxConfigArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The launcher's control socket (default: the one a launcher in this directory uses).
+    #[arg(long, value_name = "PATH")]
+    pub control_socket: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct NginxConfigArgs {
+    /// Address nginx listens on.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8000")]
+    pub listen: String,
+    /// Instances: HOST:PORT, HOST:FIRST-LAST or unix:PATH (repeatable).
+    #[arg(long = "backend", value_name = "ADDR", required = true)]
+    pub backends: Vec<String>,
+    /// Largest request body nginx lets through (same units as --max-body-size).
+    #[arg(long, value_name = "SIZE", default_value = "1G")]
+    pub max_body_size: String,
+    /// evserve's keep-alive timeout on the backends; nginx's idle upstream timeout stays below it.
+    #[arg(long, value_name = "SECS", default_value_t = 75)]
+    pub keep_alive: u64,
+    /// Idle connections nginx keeps to the upstream.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub upstream_keepalive: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The WSGI app: module:callable, module:obj.attr, path/to/file.py:callable,
+    /// or module:factory(literal args).
+    #[arg(value_name = "APP", required = true)]
+    pub app: Option<String>,
+
+    /// Host to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on.
+    #[arg(long, short = 'p', default_value_t = 8000)]
+    pub port: u16,
+    /// Listen on HOST:PORT or unix:PATH instead of --host/--port.
+    #[arg(long, short = 'b', value_name = "ADDR")]
+    pub bind: Option<String>,
+    /// Change to this directory before loading the app.
+    #[arg(long, value_name = "DIR")]
+    pub chdir: Option<PathBuf>,
+    /// Add a directory to sys.path (repeatable).
+    #[arg(long = "pythonpath", value_name = "DIR")]
+    pub pythonpath: Vec<PathBuf>,
+    /// Virtualenv whose packages the app imports (default: $VIRTUAL_ENV).
+    #[arg(long, value_name = "DIR", env = "VIRTUAL_ENV")]
+    pub venv: Option<PathBuf>,
+    /// SCRIPT_NAME the app is mounted at.
+    #[arg(long, value_name = "PATH", default_value = "")]
+    pub root_path: String,
+    /// Write an access log in combined format to FILE, or - for stdout.
+    #[arg(long, value_name = "FILE")]
+    pub access_log: Option<String>,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub graceful_timeout: u64,
+
+    /// Longest request line in bytes (414 beyond).
+    #[arg(long, value_name = "BYTES", default_value_t = 8192)]
+    pub limit_request_line: usize,
+    /// Largest request head in bytes (431 beyond).
+    #[arg(long, value_name = "BYTES", default_value_t = 65536)]
+    pub limit_request_head: usize,
+    /// Most header fields in a request (431 beyond).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub limit_request_fields: usize,
+    /// Largest request body, e.g. 1G, 10M, 4096 (413 beyond).
+    #[arg(long, value_name = "SIZE", default_value = "1G")]
+    pub max_body_size: String,
+    /// Seconds a client gets to send a whole request head.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub header_timeout: u64,
+    /// Seconds a request body may go without a byte arriving.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub body_timeout: u64,
+    /// Seconds an idle keep-alive connection stays open (keep it above the proxy's idle timeout).
+    #[arg(long, value_name = "SECS", default_value_t = 75)]
+    pub keep_alive: u64,
+    /// Seconds a response may go without the client reading a byte.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub write_timeout: u64,
+    /// Most open client connections per instance; more wait in the backlog.
+    #[arg(long, value_name = "N", default_value_t = 10000)]
+    pub max_connections: usize,
+    /// Listen backlog.
+    #[arg(long, value_name = "N", default_value_t = 2048)]
+    pub backlog: u32,
+
+    /// Launcher: one instance per port in FIRST-LAST, each on its own port.
+    #[arg(long, value_name = "FIRST-LAST", conflicts_with_all = ["workers", "bind"])]
+    pub port_range: Option<String>,
+    /// Launcher: N instances sharing one listening socket.
+    #[arg(long, short = 'w', value_name = "N")]
+    pub workers: Option<u32>,
+    /// Launcher: restarts of one instance allowed within --restart-window.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub max_restarts: u32,
+    /// Launcher: seconds over which --max-restarts is counted.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub restart_window: u64,
+    /// Launcher: an instance silent (stuck in a request) this many seconds is killed and replaced.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub timeout: u64,
+    /// Launcher: write an nginx configuration for the instances to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub nginx_conf: Option<PathBuf>,
+    /// Launcher: address nginx listens on (default 127.0.0.1:8000 with --port-range).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// Launcher: also run nginx with that configuration, as a supervised child.
+    #[arg(long)]
+    pub nginx: bool,
+    /// Launcher: control socket that `evserve status` talks to.
+    #[arg(long, value_name = "PATH")]
+    pub control_socket: Option<PathBuf>,
+}
+
+/// Parses a size such as `1G`, `10M`, `512k` or `4096` into bytes.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, ""),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size (examples: 4096, 512K, 10M, 1G)"))?;
+    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("'{text}' has an unknown unit (use K, M or G)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+/// Parses `FIRST-LAST` into an inclusive, non-empty port range.
+pub fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("'{text}' is not a port range like 8001-8004");
+    let (a, b) = text.split_once('-').ok_or_else(bad)?;
+    let first: u16 = a.trim().parse().map_err(|_| bad())?;
+    let last: u16 = b.trim().parse().map_err(|_| bad())?;
+    if first == 0 || last < first {
+        return Err(bad());
+    }
+    if last - first >= 256 {
+        return Err(format!("'{text}' spans more than 256 ports"));
+    }
+    Ok((first, last))
+}
+
+/// Parses `HOST:PORT` (IPv6 as `[::1]:PORT`) into a socket address.
+pub fn parse_host_port(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("'{text}' is not HOST:PORT"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("'{text}' has a bad port"))?;
+    let host = if host == "localhost" {
+        "127.0.0.1"
+    } else {
+        host
+    };
+    format!("{host}:{port}")
+        .parse::<SocketAddr>()
+        .map_err(|_| format!("'{text}' is not an IP address and port"))
+}
+
+fn parse_bind(serve: &ServeArgs) -> Result<BindAddr, String> {
+    match &serve.bind {
+        Some(b) if b.starts_with("unix:") => {
+            let path = &b["unix:".len()..];
+            if path.is_empty() {
+                return Err("--bind unix: needs a path, as in unix:/run/app.sock".into());
+            }
+            Ok(BindAddr::Unix(PathBuf::from(path)))
+        }
+        Some(b) => parse_host_port(b)
+            .map(BindAddr::Tcp)
+            .map_err(|e| format!("--bind: {e}")),
+        None => {
+            let host = if serve.host == "localhost" {
+                "127.0.0.1"
+            } else {
+                serve.host.as_str()
+            };
+            let ip: std::net::IpAddr =
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse()
+                    .map_err(|_| format!("--host: '{}' is not an IP address", serve.host))?;
+            Ok(BindAddr::Tcp(SocketAddr::new(ip, serve.port)))
+        }
+    }
+}
+
+fn secs(flag: &str, value: u64) -> Result<Duration, String> {
+    if value == 0 {
+        return Err(format!("--{flag} must be at least 1 second"));
+    }
+    Ok(Duration::from_secs(value))
+}
+
+impl ServeArgs {
+    /// Checks every flag and builds the typed configuration.
+    pub fn validate(self) -> Result<Mode, String> {
+        let app_text = self.app.clone().ok_or("an APP argument is required")?;
+        let app = AppSpec::parse(&app_text)?;
+        let max_body =
+            parse_size(&self.max_body_size).map_err(|e| format!("--max-body-size: {e}"))?;
+        if self.limit_request_line < 64 {
+            return Err("--limit-request-line must be at least 64".into());
+        }
+        if self.limit_request_head < self.limit_request_line {
+            return Err("--limit-request-head must be at least --limit-request-line".into());
+        }
+        if self.limit_request_fields == 0 || self.limit_request_fields > 10_000 {
+            return Err("--limit-request-fields must be between 1 and 10000".into());
+        }
+        if self.max_connections == 0 {
+            return Err("--max-connections must be at least 1".into());
+        }
+        let limits = Limits {
+            max_request_line: self.limit_request_line,
+            max_head: self.limit_request_head,
+            max_headers: self.limit_request_fields,
+            max_body,
+        };
+        let timeouts = Timeouts {
+            header: secs("header-timeout", self.header_timeout)?,
+            body: secs("body-timeout", self.body_timeout)?,
+            keep_alive: secs("keep-alive", self.keep_alive)?,
+            write: secs("write-timeout", self.write_timeout)?,
+            graceful: Duration::from_secs(self.graceful_timeout),
+        };
+        let bind = parse_bind(&self)?;
+        let python = PythonSetup {
+            venv: self.venv.clone().filter(|p| !p.as_os_str().is_empty()),
+            chdir: self.chdir.clone(),
+            pythonpath: self.pythonpath.clone(),
+        };
+        let instance = InstanceConfig {
+            app,
+            python,
+            bind,
+            root_path: self.root_path.trim_end_matches('/').to_string(),
+            access_log: self.access_log.clone(),
+            limits,
+            timeouts,
+            max_connections: self.max_connections,
+            backlog: self.backlog,
+            multiprocess: self.port_range.is_some() || self.workers.is_some(),
+        };
+        if !instance.root_path.is_empty() && !instance.root_path.starts_with('/') {
+            return Err("--root-path must start with /".into());
+        }
+        let ports = match &self.port_range {
+            Some(r) => Some(parse_port_range(r).map_err(|e| format!("--port-range: {e}"))?),
+            None => None,
+        };
+        if ports.is_none() && self.workers.is_none() {
+            if self.nginx || self.nginx_conf.is_some() || self.listen.is_some() {
+                return Err(
+                    "--nginx, --nginx-conf and --listen need --port-range or --workers".into(),
+                );
+            }
+            return Ok(Mode::Instance(Box::new(instance)));
+        }
+        if let Some(0) = self.workers {
+            return Err("--workers must be at least 1".into());
+        }
+        let listen = match &self.listen {
+            Some(l) => Some(parse_host_port(l).map_err(|e| format!("--listen: {e}"))?),
+            None if ports.is_some() => Some(SocketAddr::from(([127, 0, 0, 1], 8000))),
+            None => None,
+        };
+        if self.nginx && self.nginx_conf.is_none() {
+            return Err("--nginx needs --nginx-conf PATH to write the configuration to".into());
+        }
+        Ok(Mode::Launcher(Box::new(LauncherConfig {
+            instance,
+            ports,
+            workers: self.workers.unwrap_or(1),
+            max_restarts: self.max_restarts,
+            restart_window: secs("restart-window", self.restart_window)?,
+            timeout: secs("timeout", self.timeout)?,
+            nginx_conf: self.nginx_conf.clone(),
+            listen,
+            run_nginx: self.nginx,
+            control_socket: self.control_socket.clone(),
+        })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("512K"), Ok(512 * 1024));
+        assert_eq!(parse_size("10m"), Ok(10 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("1T").is_err());
+        assert!(parse_size("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn port_ranges_must_be_ordered() {
+        assert_eq!(parse_port_range("8001-8004"), Ok((8001, 8004)));
+        assert!(parse_port_range("8004-8001").is_err());
+        assert!(parse_port_range("8001").is_err());
+        assert!(parse_port_range("0-3").is_err());
+    }
+
+    #[test]
+    fn host_port_accepts_localhost_and_ipv6() {
+        assert_eq!(
+            parse_host_port("localhost:80"),
+            Ok(SocketAddr::from(([127, 0, 0, 1], 80)))
+        );
+        assert!(parse_host_port("[::1]:8000").is_ok());
+        assert!(parse_host_port("nohost").is_err());
+    }
+}

@@ -1,0 +1,171 @@
+//! Typed configuration handed from the command line to the instance and the launcher.
+//!
+//! Plain data only: nothing here does IO or touches Python.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use crate::http1::Limits;
+
+/// Where the app comes from: a module or a file, and the expression naming the callable in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppSpec {
+    /// The text as given, for messages.
+    pub text: String,
+    pub source: AppSource,
+    /// `callable`, `obj.attr`, or `factory(literal args)`.
+    pub expr: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppSource {
+    Module(String),
+    File(PathBuf),
+}
+
+impl AppSpec {
+    /// Parses `module:expr`, `path/to/file.py:expr`, or a bare `module` (callable `application`).
+    pub fn parse(text: &str) -> Result<AppSpec, String> {
+        let (source, expr) = match text.split_once(':') {
+            Some((s, e)) => (s.trim(), e.trim()),
+            None => (text.trim(), "application"),
+        };
+        if source.is_empty() || expr.is_empty() {
+            return Err(format!(
+                "APP '{text}' should look like module:callable or path/to/file.py:callable"
+            ));
+        }
+        let source = if source.ends_with(".py") || source.contains('/') {
+            AppSource::File(PathBuf::from(source))
+        } else {
+            let valid = source
+                .split('.')
+                .all(|part| !part.is_empty() && is_identifier(part));
+            if !valid {
+                return Err(format!("APP '{text}': '{source}' is not a module name"));
+            }
+            AppSource::Module(source.to_string())
+        };
+        let name_end = expr.find('(').unwrap_or(expr.len());
+        let valid_name = expr[..name_end]
+            .split('.')
+            .all(|part| !part.is_empty() && is_identifier(part.trim()));
+        if !valid_name || (name_end < expr.len() && !expr.ends_with(')')) {
+            return Err(format!(
+                "APP '{text}': '{expr}' should be a name, obj.attr, or factory(literal args)"
+            ));
+        }
+        Ok(AppSpec {
+            text: text.to_string(),
+            source,
+            expr: expr.to_string(),
+        })
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_alphabetic())
+        && chars.all(|c| c == '_' || c.is_alphanumeric())
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BindAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for BindAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BindAddr::Tcp(a) => write!(f, "http://{a}"),
+            BindAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// How Python is found and where the app's imports come from.
+#[derive(Clone, Debug, Default)]
+pub struct PythonSetup {
+    pub venv: Option<PathBuf>,
+    pub chdir: Option<PathBuf>,
+    pub pythonpath: Vec<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// Whole request head, from its first byte.
+    pub header: Duration,
+    /// Longest gap between body bytes.
+    pub body: Duration,
+    /// Idle keep-alive connection.
+    pub keep_alive: Duration,
+    /// Longest gap in which the client reads nothing of a response.
+    pub write: Duration,
+    /// In-flight requests after a stop signal.
+    pub graceful: Duration,
+}
+
+/// Everything one instance needs.
+#[derive(Clone, Debug)]
+pub struct InstanceConfig {
+    pub app: AppSpec,
+    pub python: PythonSetup,
+    pub bind: BindAddr,
+    /// SCRIPT_NAME, without a trailing slash.
+    pub root_path: String,
+    pub access_log: Option<String>,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    pub max_connections: usize,
+    pub backlog: u32,
+    /// `wsgi.multiprocess`: true when started by the launcher.
+    pub multiprocess: bool,
+}
+
+/// The launcher: instances, supervision and nginx.
+#[derive(Clone, Debug)]
+pub struct LauncherConfig {
+    pub instance: InstanceConfig,
+    /// `--port-range`: one instance per port.
+    pub ports: Option<(u16, u16)>,
+    /// `--workers`: instances sharing `instance.bind` (ignored with `ports`).
+    pub workers: u32,
+    pub max_restarts: u32,
+    pub restart_window: Duration,
+    /// Heartbeat silence after which an instance is killed.
+    pub timeout: Duration,
+    pub nginx_conf: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub run_nginx: bool,
+    pub control_socket: Option<PathBuf>,
+}
+
+pub enum Mode {
+    Instance(Box<InstanceConfig>),
+    Launcher(Box<LauncherConfig>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_specs() {
+        let s = AppSpec::parse("app:application").unwrap();
+        assert_eq!(s.source, AppSource::Module("app".into()));
+        assert_eq!(s.expr, "application");
+        let s = AppSpec::parse("pkg.mod:obj.attr").unwrap();
+        assert_eq!(s.source, AppSource::Module("pkg.mod".into()));
+        let s = AppSpec::parse("path/to/file.py:app").unwrap();
+        assert_eq!(s.source, AppSource::File("path/to/file.py".into()));
+        let s = AppSpec::parse("m:create_app(debug=False)").unwrap();
+        assert_eq!(s.expr, "create_app(debug=False)");
+        assert_eq!(AppSpec::parse("m").unwrap().expr, "application");
+        assert!(AppSpec::parse("m:").is_err());
+        assert!(AppSpec::parse("1m:app").is_err());
+        assert!(AppSpec::parse("m:app(").is_err());
+        assert!(AppSpec::parse("m:a-b").is_err());
+    }
+}

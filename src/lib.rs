@@ -1,0 +1,15 @@
+//! evserve: single-threaded event-loop WSGI instances and the launcher that runs them.
+//!
+//! Module map: `http1` (pure HTTP/1.1 rules), `server` (mio event loop, no Python),
+//! `wsgi` (the only module that touches pyo3), `instance` (one instance, glued),
+//! `supervisor` (the launcher), `nginx` (config text), `cli`/`config` (flags).
+
+pub mod cli;
+pub mod config;
+pub mod http1;
+pub mod instance;
+pub mod log;
+pub mod nginx;
+pub mod server;
+pub mod supervisor;
+pub mod wsgi;

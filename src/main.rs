@@ -1,0 +1,24 @@
+//! evserve: the binary. Parses flags, validates them into a typed config and hands it to
+//! the instance or the launcher.
+//!
+//! Thin glue only: no protocol, Python or process logic lives here.
+
+use clap::Parser;
+use evserve::{cli, config, instance, log, nginx, supervisor};
+
+fn main() {
+    let cli = cli::Cli::parse();
+    let code = match cli.command {
+        Some(cli::Command::Status(args)) => supervisor::status_command(&args),
+        Some(cli::Command::NginxConfig(args)) => nginx::config_command(&args),
+        None => match cli.serve.validate() {
+            Err(message) => {
+                log::fatal(&message);
+                2
+            }
+            Ok(config::Mode::Instance(config)) => instance::run(*config),
+            Ok(config::Mode::Launcher(config)) => supervisor::run(*config),
+        },
+    };
+    std::process::exit(code);
+}
