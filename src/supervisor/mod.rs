@@ -350,8 +350,19 @@ impl Launcher {
     }
 
     fn read_control_messages(&mut self) {
-        for inst in &mut self.instances {
-            inst.read_messages();
+        let announce = self.phase == Phase::Running;
+        for index in 0..self.instances.len() {
+            let was_ready = self.instances[index].ready;
+            self.instances[index].read_messages();
+            let inst = &self.instances[index];
+            if announce && !was_ready && inst.ready {
+                log::info(&format!(
+                    "instance {} ready (pid {}, port {})",
+                    inst.slot,
+                    inst.pid,
+                    self.slot_port(inst.slot)
+                ));
+            }
         }
     }
 
