@@ -34,6 +34,8 @@ use signals::{Request, Signals};
 const TICK: Duration = Duration::from_millis(100);
 /// Extra time a draining instance gets beyond --graceful-timeout before SIGKILL.
 const DRAIN_MARGIN: Duration = Duration::from_secs(1);
+/// A second stop signal sooner than this after the first is the same stop, delivered twice.
+const DUPLICATE_STOP_WITHIN: Duration = Duration::from_secs(1);
 /// Idle upstream connections per nginx worker in the launcher's config: above the client
 /// concurrency one host usually sees.
 const LAUNCHER_UPSTREAM_KEEPALIVE: u32 = 1024;
@@ -90,6 +92,7 @@ enum Phase {
     Starting,
     Running,
     Stopping {
+        since: Instant,
         deadline: Instant,
         code: i32,
     },
@@ -267,6 +270,9 @@ impl Launcher {
     fn on_signal(&mut self, request: Request) {
         match request {
             Request::Stop => match self.phase {
+                // The same stop reaching us twice (a terminal's Ctrl-C to the process group
+                // plus a wrapper script forwarding it) is not a request to hurry.
+                Phase::Stopping { since, .. } if since.elapsed() < DUPLICATE_STOP_WITHIN => {}
                 Phase::Stopping { .. } => {
                     log::warn("second stop signal: instances stop now, without draining");
                     for inst in &self.instances {
@@ -298,6 +304,7 @@ impl Launcher {
         ));
         let now = Instant::now();
         self.phase = Phase::Stopping {
+            since: now,
             deadline: now + graceful,
             code,
         };

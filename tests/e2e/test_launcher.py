@@ -516,23 +516,41 @@ def test_generated_configs_pass_nginx_t(launcher_start, tmp_path):
     assert bad.returncode != 0 and bad.stderr.count("\n") == 1, bad.stderr
 
 
+def launcher_spread(port, clients, total):
+    """{pid: connections served} for `total` requests, each on a new connection, from
+    `clients` threads."""
+    counts = {}
+    lock = threading.Lock()
+    per_client = total // clients
+
+    def client():
+        for _ in range(per_client):
+            status, body = launcher_get(port)
+            assert status == 200, body
+            with lock:
+                counts[body.split()[0]] = counts.get(body.split()[0], 0) + 1
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return counts
+
+
 def test_workers_share_one_socket_spread_and_resize(launcher_start):
     port = launcher_free_ports(1)[0]
     p = launcher_start("--workers", "4", "--port", port, APPS / "launcher_app.py:app")
     p.wait_ready()
     assert len(p.instance_pids()) == 4
-    # New connection per request: how evenly the kernel hands accepted connections out.
-    counts = {}
-    total = 2000
-    for _ in range(total):
-        status, body = launcher_get(port)
-        assert status == 200
-        pid = body.split()[0]
-        counts[pid] = counts.get(pid, 0) + 1
-    shares = sorted((100.0 * n / total for n in counts.values()), reverse=True)
-    print(f"--workers 4, {total} sequential connections: shares % = {[round(s, 1) for s in shares]}")
-    assert sum(counts.values()) == total
-    assert len(counts) >= 2, f"one instance took every connection: {counts}"
+    # New connection per request: how evenly the kernel hands accepted connections out,
+    # one client at a time and then eight at once.
+    for clients, total in ((1, 2000), (8, 4000)):
+        counts = launcher_spread(port, clients, total)
+        shares = sorted((100.0 * n / total for n in counts.values()), reverse=True)
+        print(f"--workers 4, {clients} clients, {total} connections: shares % = {[round(x, 1) for x in shares]}")
+        assert sum(counts.values()) == total
+        assert len(counts) >= 2, f"one instance took every connection: {counts}"
     sent_at = time.monotonic()
     p.proc.send_signal(signal.SIGTTIN)
     p.wait_for(r"instance 4 ready", 10, after=sent_at)
