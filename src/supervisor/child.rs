@@ -136,7 +136,7 @@ impl Instance {
     }
 
     /// Reads the waiting messages (bounded) and records them.
-    pub fn read_messages(&mut self) -> Vec<Message> {
+    pub fn read_messages(&mut self) {
         let mut messages = Vec::new();
         let mut buf = [0u8; 256];
         for _ in 0..64 {
@@ -166,7 +166,6 @@ impl Instance {
                 }
             }
         }
-        messages
     }
 
     /// SIGTERM: drain and exit. Sent once; the instance takes a second one as "exit now".

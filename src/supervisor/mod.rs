@@ -256,8 +256,7 @@ impl Launcher {
             self.advance_reload();
             self.check_started();
             self.tend_nginx();
-            let report = self.status_report();
-            self.control.serve(|| report.clone());
+            self.control.serve(|| self.status_report());
             if let Phase::Stopping { code, .. } = self.phase {
                 if self.instances.is_empty() && self.nginx.as_ref().is_none_or(|n| !n.running()) {
                     log::info("stopped");
@@ -298,7 +297,7 @@ impl Launcher {
         }
         let graceful = self.config.instance.timeouts.graceful;
         log::info(&format!(
-            "{why}: draining {} instances (up to {}s)",
+            "{why}: stopping {} instances (draining up to {}s)",
             self.instances.len(),
             graceful.as_secs()
         ));

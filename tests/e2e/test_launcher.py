@@ -422,6 +422,23 @@ def test_sighup_under_load_fails_no_request_and_serves_new_code(launcher_start, 
         assert "version=v2" in launcher_get(port)[1]
 
 
+def test_sighup_with_broken_code_keeps_the_old_instances(launcher_start, tmp_path):
+    app_file = tmp_path / "launcher_reload_broken.py"
+    shutil.copy(APPS / "launcher_app.py", app_file)
+    ports = launcher_free_ports(2)
+    p = launcher_start("--port-range", f"{ports[0]}-{ports[-1]}", f"{app_file}:app")
+    p.wait_ready()
+    before = p.instance_pids()
+    app_file.write_text("raise RuntimeError('launcher test: broken on purpose')\n")
+    hup_at = time.monotonic()
+    p.proc.send_signal(signal.SIGHUP)
+    p.wait_for(r"reload stopped at instance 0: the reloaded app fails to import", 30, after=hup_at)
+    assert "broken on purpose" in p.output()
+    assert p.instance_pids() == before
+    for port in ports:
+        assert launcher_get(port)[0] == 200
+
+
 @needs_nginx
 def test_sigterm_drains_and_leaves_no_process_behind(launcher_start, tmp_path):
     marks = tmp_path / "marks"
