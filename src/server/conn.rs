@@ -21,8 +21,10 @@ const STEP_BUDGET: usize = 64;
 const SPILL_THRESHOLD: usize = 1 << 20;
 /// Read buffer a connection starts with (taken from the pool while it has work).
 const READ_BUFFER: usize = 16 * 1024;
-/// Idle buffers kept for reuse.
-const POOL_MAX: usize = 1024;
+/// Idle buffers kept for reuse (a burst of connections must not pin its memory).
+const POOL_MAX: usize = 64;
+/// Larger body buffers are freed rather than pooled.
+const POOLED_BODY_MAX: usize = 64 * 1024;
 /// After refusing a request, how long and how much to read before closing, so the
 /// client sees the answer instead of a reset.
 const LINGER_TIME: Duration = Duration::from_secs(2);
@@ -129,6 +131,9 @@ pub(crate) struct Conn<A: App> {
     phase: Phase,
     pub read_ready: bool,
     pub write_ready: bool,
+    /// The poller said the peer closed its side: its FIN may sit behind data already
+    /// announced, so a short read no longer proves the socket drained.
+    pub peer_closed: bool,
     eof: bool,
     pub deadline: Option<Instant>,
     /// The earliest timer entry this connection has in the heap.
@@ -147,6 +152,7 @@ impl<A: App> Conn<A> {
             phase: Phase::Idle,
             read_ready: true,
             write_ready: true,
+            peer_closed: false,
             eof: false,
             deadline: None,
             scheduled: None,
@@ -359,8 +365,10 @@ impl<A: App> Conn<A> {
             }
             Ok(n) => {
                 work.filled += n;
-                if n < spare {
-                    // A short read means the socket is drained; the next byte brings an event.
+                if n < spare && !self.peer_closed {
+                    // A short read means the socket is drained; the next byte brings an
+                    // event. Not so for a FIN that came with the data: its event is spent,
+                    // so keep reading until the read that returns 0.
                     self.read_ready = false;
                 }
                 Step::Continue
@@ -666,13 +674,17 @@ fn recycle<C: AsRef<[u8]>>(mut work: Box<Work<C>>, sh: &mut Shared<C>) {
     work.decoder = None;
     work.body_file = None;
     work.out.clear();
-    if work.rbuf.len() > READ_BUFFER * 4 {
+    work.out.shrink();
+    if work.rbuf.len() > READ_BUFFER {
         work.rbuf = vec![0; READ_BUFFER];
     }
-    if work.body.capacity() > SPILL_THRESHOLD {
+    if work.body.capacity() > POOLED_BODY_MAX {
         work.body = Vec::new();
     }
     work.body.clear();
+    if work.head.headers.capacity() > 128 {
+        work.head.headers = Vec::new();
+    }
     sh.pool.push(work);
 }
 

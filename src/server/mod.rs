@@ -331,6 +331,9 @@ pub fn run<A: App>(app: &mut A, listener: Listener, settings: Settings) -> io::R
                     if event.is_readable() || event.is_read_closed() || event.is_error() {
                         conn.read_ready = true;
                     }
+                    if event.is_read_closed() || event.is_error() {
+                        conn.peer_closed = true;
+                    }
                     if event.is_writable() || event.is_write_closed() || event.is_error() {
                         conn.write_ready = true;
                     }

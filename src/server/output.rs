@@ -74,6 +74,16 @@ impl<C: AsRef<[u8]>> Output<C> {
         }
     }
 
+    /// Gives back memory a large response made the buffers grow to.
+    pub fn shrink(&mut self) {
+        if self.bytes.capacity() > 16 * 1024 {
+            self.bytes = Vec::with_capacity(1024);
+        }
+        if self.pieces.capacity() > 64 {
+            self.pieces = VecDeque::with_capacity(8);
+        }
+    }
+
     /// Drops everything queued (the connection is going away).
     pub fn clear(&mut self) {
         self.pieces.clear();
