@@ -10,7 +10,8 @@ Starts evserve on soak_app with --header-timeout and --write-timeout (default 5 
      the server must drop it at the write timeout with its RSS bounded (peak reported)
      and call the response's close();
   3. vanishing clients: clients that go away mid-body and mid-response (FIN or RST);
-     the server's fd count must return to its baseline.
+     the server's fd count must return to its baseline; and a client whose FIN arrives
+     while the loop is busy in the app must still be closed at once.
 Exit 1 when a check fails.
 """
 
@@ -231,6 +232,48 @@ def vanishing(server, args):
     return failures
 
 
+def vanish_while_busy(server, args):
+    """A client's last bytes and its FIN arrive while the loop is inside the app (a
+    request to /sleep), so the server sees them in one readiness event. It must still
+    notice the FIN: close at once mid-body, or after answering a complete request."""
+    failures = []
+    cases = [
+        ("partial body + FIN", b"POST /echo HTTP/1.1\r\nHost: slow\r\nContent-Length: 1000\r\n\r\n" + b"b" * 100),
+        ("whole request + FIN", HELLO),
+    ]
+    for name, payload in cases:
+        with connect(server.port) as client, connect(server.port) as sleeper:
+            client.sendall(HELLO)
+            HttpReader(client).response()  # accepted, served, idle
+            sleeper.sendall(b"GET /sleep?ms=300 HTTP/1.1\r\nHost: slow\r\n\r\n")
+            reader = HttpReader(sleeper)
+            time.sleep(0.1)  # pacing: let the loop enter the app before the client acts
+            client.sendall(payload)
+            client.shutdown(socket.SHUT_WR)
+            reader.response()
+            t0 = time.monotonic()
+            client.settimeout(3)
+            answer = b""
+            try:
+                while True:
+                    data = client.recv(65536)
+                    if not data:
+                        break
+                    answer += data
+                closed_after = "%.2fs" % (time.monotonic() - t0)
+            except socket.timeout:
+                closed_after = None
+            except OSError:
+                closed_after = "%.2fs (reset)" % (time.monotonic() - t0)
+        status = answer.split(b"\r\n", 1)[0].decode("latin-1") or "nothing"
+        print("  client half-closed during a busy loop (%s): got %s, closed by the server after %s"
+              % (name, status, closed_after or "more than 3s"))
+        if closed_after is None:
+            failures.append("%s while the loop was busy: the server did not notice the FIN "
+                            "(connection held until a timeout)" % name)
+    return failures
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tricklers", type=int, default=1000)
@@ -249,7 +292,7 @@ def main():
     raise_fd_limit()
     extra = ["--header-timeout", str(args.header_timeout), "--write-timeout", str(args.write_timeout),
              "--max-connections", str(args.tricklers + 500)]
-    return run_checks(find_binary(args.binary), extra, [trickle, stalled_reader, vanishing], args)
+    return run_checks(find_binary(args.binary), extra, [trickle, stalled_reader, vanishing, vanish_while_busy], args)
 
 
 if __name__ == "__main__":

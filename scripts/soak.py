@@ -430,36 +430,33 @@ class OddCases:
                              "chunked echo: status %d, %d bytes back for %d" % (status, len(echoed), size))
         return 5
 
+    def _vanishing_client(self):
+        """A connection whose close() sends FIN or, half the time, RST."""
+        sock = connect(self.port)
+        if self.rng.random() < 0.5:
+            set_reset_on_close(sock)
+        return sock
+
     def abort_mid_response(self):
         """Reads the start of a 4 MiB streamed response, then vanishes (FIN or RST)."""
-        sock = connect(self.port)
-        try:
-            if self.rng.random() < 0.5:
-                set_reset_on_close(sock)
+        with self._vanishing_client() as sock:
             sock.sendall(b"GET /stream?n=256&size=16384 HTTP/1.1\r\nHost: soak\r\n\r\n")
             got = 0
             while got < 32768:
                 data = sock.recv(65536)
                 self._expect(data, "stream closed early after %d bytes" % got)
                 got += len(data)
-        finally:
-            sock.close()
         return 1
 
     def abort_mid_body(self):
         """Sends part of a request body (sized or chunked), then vanishes (FIN or RST)."""
-        sock = connect(self.port)
-        try:
-            if self.rng.random() < 0.5:
-                set_reset_on_close(sock)
+        with self._vanishing_client() as sock:
             if self.rng.random() < 0.5:
                 sock.sendall(b"POST /echo HTTP/1.1\r\nHost: soak\r\nContent-Length: 262144\r\n\r\n"
                              + b"b" * 50000)
             else:
                 sock.sendall(b"POST /chunked-echo HTTP/1.1\r\nHost: soak\r\n"
                              b"Transfer-Encoding: chunked\r\n\r\n4000\r\n" + b"c" * 9000)
-        finally:
-            sock.close()
         return 1
 
     def http10(self):
@@ -563,7 +560,9 @@ def soak(server, args):
         w.start()
 
     samples = []  # (seconds, rss KiB, fds, requests)
-    print("%8s %10s %6s %12s %14s" % ("time s", "RSS MiB", "fds", "requests", "py blocks"))
+    # "served" is the app's own request counter (live); "clients done" counts what wrk
+    # (per finished segment) and the odd-case threads completed.
+    print("%8s %10s %6s %12s %13s %11s" % ("time s", "RSS MiB", "fds", "served", "clients done", "py blocks"))
     next_at = start
     while True:
         now = time.monotonic()
@@ -573,14 +572,15 @@ def soak(server, args):
         if now >= next_at:
             t = now - start
             rss, fds = server.rss_kib(), server.fd_count()
-            reqs = wrk.requests + odd.total()
+            done = wrk.requests + odd.total()
             try:
-                blocks = str(server.stats()["allocated_blocks"])
+                stats = server.stats()
+                served, blocks = str(stats["requests"]), str(stats["allocated_blocks"])
             except (OSError, ValueError, RuntimeError) as e:
-                blocks = "?"
+                served = blocks = "?"
                 failures.append("/stats failed at %.0fs: %s" % (t, e))
-            samples.append((t, rss, fds, reqs))
-            print("%8.0f %10.1f %6d %12d %14s" % (t, rss / 1024, fds, reqs, blocks), flush=True)
+            samples.append((t, rss, fds, done))
+            print("%8.0f %10.1f %6d %12s %13d %11s" % (t, rss / 1024, fds, served, done, blocks), flush=True)
             if now >= deadline:
                 break
             next_at = min(next_at + args.interval, deadline)
@@ -594,10 +594,14 @@ def soak(server, args):
         return failures + ["evserve died (exit %s)" % server.proc.returncode]
 
     # The load is over: every connection closes, so the fds must return to baseline.
+    stopped = time.monotonic()
     fds_after = server.wait_fds(fd_baseline, 15)
-    print("fds: baseline %d, after the load %d" % (fd_baseline, fds_after))
+    print("fds: baseline %d, 15s after the load %d" % (fd_baseline, fds_after))
     if fds_after > fd_baseline:
-        failures.append("fd leak: %d open after the load, %d before" % (fds_after, fd_baseline))
+        failures.append("fd leak: %d open 15s after the load, %d before" % (fds_after, fd_baseline))
+        # Held until a server timeout (body 30s, keep-alive 30s here) or for good?
+        late = server.wait_fds(fd_baseline, 45)
+        print("fds %.0fs after the load: %d" % (time.monotonic() - stopped, late))
 
     stats = server.stats()
     print("app counters: %s" % json.dumps(stats))
