@@ -77,7 +77,7 @@ def open_batch(port, count, timeout):
 def still_open(sock):
     """True when the peer has neither closed nor sent anything unexpected."""
     try:
-        data = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
     except BlockingIOError:
         return True
     except OSError:

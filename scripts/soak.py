@@ -643,6 +643,10 @@ def rss_verdict(samples, warmup):
           "growth after warm-up %+.2f MiB (allowed < %.2f MiB); trend %+.3f MiB/min"
           % (samples[0][1] / 1024, after_warmup[0][0], base / 1024, end / 1024,
              max(s[1] for s in samples) / 1024, growth / 1024, allowed / 1024, slope * 60 / 1024))
+    # A leak keeps growing; a pool or allocator high-water mark levels off. Say which.
+    second_half = [s for s in after_warmup if s[0] >= (after_warmup[0][0] + after_warmup[-1][0]) / 2]
+    print("RSS over the second half of the post-warm-up run (%.0fs..%.0fs): %+.2f MiB"
+          % (second_half[0][0], second_half[-1][0], (second_half[-1][1] - second_half[0][1]) / 1024))
     if growth >= allowed:
         return ["RSS grew %.2f MiB after the warm-up (limit %.2f MiB)" % (growth / 1024, allowed / 1024)]
     return []
