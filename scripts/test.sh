@@ -33,7 +33,7 @@ if ! command -v nginx >/dev/null 2>&1; then
 fi
 
 step "cargo build --release"
-cargo build --release --locked
+scripts/build.sh --locked
 TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 export EVSERVE_BIN="$TARGET_DIR/release/evserve"
 

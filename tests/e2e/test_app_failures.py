@@ -45,7 +45,7 @@ def test_fewer_bytes_than_content_length_closes_after_them(server):
 
 def test_more_bytes_than_content_length_sends_exactly_content_length(server):
     with Conn(server) as c:
-        c.send(get("/long") + get("/ok"))
+        c.send(get("/long") + get("/ok", extra="Connection: close\r\n"))
         data, _ = c.read_to_close(time.monotonic() + 2)
     assert b"EXTRA" not in data, data
     responses = parse_all(data)

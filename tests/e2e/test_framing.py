@@ -60,7 +60,10 @@ def test_malformed_request_gets_400_and_close(server, name):
         data, closed = c.read_to_close(time.monotonic() + 3)
     responses = parse_all(data)
     assert responses, f"no response at all to {name}"
-    assert responses[0].status == 400, data
+    # A chunk size too large for any integer is valid hex (RFC 9112 7.1 only asks that it not
+    # overflow): refusing it as too large is as good as refusing it as malformed.
+    allowed = (400, 413) if name == "chunk_size_overflow" else (400,)
+    assert responses[0].status in allowed, data
     assert closed, "the connection must be closed after a 400"
     assert len(responses) == 1, data
     assert "/smuggled" not in server.state_text("paths.log")

@@ -34,17 +34,23 @@ def test_connection_over_max_connections_waits_then_is_served(serve):
 
 def test_thousand_trickling_clients_do_not_starve_a_normal_one(serve):
     server = serve("files_app:application", "--header-timeout", "3")
+    request(server, get("/hello"))
+    baseline = server.fd_count()
     trickling = []
     try:
         for _ in range(1000):
             s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
             s.sendall(b"GET /hello HTTP/1.1\r\nHo")
             trickling.append(s)
+        # The server holds them all (not merely the kernel's backlog) ...
+        wait_for(lambda: server.fd_count() >= baseline + 900, 3, message="the server to accept the trickling clients")
         for _ in range(3):
             started = time.monotonic()
             r = request(server, get("/hello"), timeout=5)
             assert r.body == b"hello"
             assert time.monotonic() - started < 2.0
+        # ... and cuts them at the header timeout, releasing every descriptor.
+        wait_for(lambda: server.fd_count() <= baseline, 8, message=f"fd count back to {baseline}")
     finally:
         for s in trickling:
             s.close()
