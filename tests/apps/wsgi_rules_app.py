@@ -74,7 +74,18 @@ def bad(status, headers):
     return app
 
 
+def str_body(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return ["MUST-NOT-APPEAR as str"]
+
+
+def no_start_response(environ, start_response):
+    return [b"MUST-NOT-APPEAR without start_response"]
+
+
 ROUTES = {
+    "/str_body": str_body,
+    "/no_start_response": no_start_response,
     "/exc_before": exc_before,
     "/exc_after": exc_after,
     "/double_start": double_start,

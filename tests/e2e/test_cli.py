@@ -3,7 +3,6 @@
 
 import re
 import socket
-import time
 
 import pytest
 
@@ -106,6 +105,12 @@ def test_access_log_writes_combined_format_lines(serve, tmp_path):
                      message="the access log line")
     assert combined.match(lines[0]), lines[0]
     assert combined.match(lines[0]).group(1) == str(len(r.body))
+
+
+def test_access_log_dash_writes_to_stdout(serve):
+    server = serve("http_app:application", "--access-log", "-")
+    assert server.get("/to-stdout").status == 200
+    wait_for(lambda: '"GET /to-stdout HTTP/1.1" 200' in server.stdout(), 5, message="the access log line on stdout")
 
 
 @pytest.mark.parametrize(

@@ -153,3 +153,31 @@ def test_every_response_has_a_date_header(server):
         date = r.header("Date")
         assert date, f"no Date header on {r.status}"
         assert abs(parsedate_to_datetime(date).timestamp() - time.time()) < 5
+
+
+def test_unread_request_body_is_skipped_not_parsed_as_a_request(server):
+    hidden = get("/smuggled-in-body")
+    with Conn(server) as c:
+        c.send(b"POST /ignores-body HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s" % (len(hidden), hidden)
+               + get("/after", extra="Connection: close\r\n"))
+        data, _ = c.read_to_close(time.monotonic() + 3)
+    bodies = [r.body for r in parse_all(data)]
+    assert bodies == [b"path=/ignores-body", b"path=/after"], data
+    assert "/smuggled-in-body" not in server.state_text("paths.log")
+
+
+def test_http11_connection_close_is_honoured(server):
+    with Conn(server) as c:
+        c.send(get("/bye", extra="Connection: close\r\n") + get("/never-served"))
+        r = c.read_response()
+        assert r.body == b"path=/bye"
+        assert (r.header("Connection") or "").lower() == "close"
+        assert c.closed_within(3)
+    assert "/never-served" not in server.state_text("paths.log")
+
+
+def test_http10_keep_alive_with_unknown_length_closes_after_the_body(server):
+    with Conn(server) as c:
+        c.send(b"GET /stream?n=2 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        r = c.read_response()
+    assert r.framing == "close" and r.complete and r.body == b"part0part1", r

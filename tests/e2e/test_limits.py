@@ -2,11 +2,10 @@
 431, a body over --max-body-size 413 (from Content-Length before the body is sent, and while
 de-chunking); the connection is closed after each."""
 
-import time
 
 import pytest
 
-from conftest import Conn, read_response
+from conftest import Conn
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +69,19 @@ def test_body_at_the_limit_is_accepted(server):
     with Conn(server) as c:
         c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1024\r\n\r\n" + body)
         assert c.read_response().body == body
+
+
+def test_exactly_100_header_fields_are_accepted(server):
+    headers = b"".join(b"X-F%d: v\r\n" % i for i in range(99))
+    with Conn(server) as c:
+        c.send(b"GET /hundred HTTP/1.1\r\nHost: t\r\n" + headers + b"\r\n")
+        assert c.read_response().body == b"path=/hundred"
+
+
+@pytest.mark.parametrize("raw", [b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: t\r\n\r\n",
+                                 b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n"])
+def test_limit_responses_carry_date_and_connection_close(server, raw):
+    r, _ = answer_and_close(server, raw)
+    assert r.status in (413, 414)
+    assert r.has("Date")
+    assert (r.header("Connection") or "").lower() == "close"

@@ -86,3 +86,13 @@ def test_client_vanishing_mid_response_leaks_no_descriptor_and_close_is_called(c
                  message=f"close() for vanish{i}")
     wait_for(lambda: server.fd_count() <= baseline, 5, message=f"fd count back to {baseline}")
     assert request(server, get("/hello")).body == b"hello"
+
+
+def test_spooled_uploads_leak_no_descriptor(counted):
+    server, baseline = counted
+    size = 3 * 1024 * 1024  # over the in-memory limit: spooled to a temporary file
+    for _ in range(5):
+        with Conn(server, timeout=20) as c:
+            c.send(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % size + b"u" * size)
+            assert c.read_response(timeout=20).body == str(size).encode()
+    wait_for(lambda: server.fd_count() <= baseline, 5, message=f"fd count back to {baseline}")

@@ -81,3 +81,27 @@ def test_ctrl_c_to_the_process_group_drains_an_app_running_a_subprocess(serve):
     assert "KeyboardInterrupt" not in server.stderr()
     assert "Traceback" not in server.stderr()
     assert "atexit ran" in server.state_text("atexit.log")
+
+
+def test_stop_signal_does_not_wait_for_idle_keep_alive_connections(serve):
+    server = serve(APP)
+    idle = Conn(server)
+    idle.send(get("/"))
+    assert idle.read_response().body == b"ok"
+    started = time.monotonic()
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit(5) == 0, server.stderr()
+    assert time.monotonic() - started < 2.0
+    assert idle.closed_within(1)
+    idle.close()
+
+
+def test_stop_signal_waits_for_a_half_sent_head_at_most_the_header_timeout(serve):
+    server = serve(APP, "--header-timeout", "2")
+    partial = Conn(server)
+    partial.send(b"GET / HTTP/1.1\r\nHo")
+    started = time.monotonic()
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit(6) == 0, server.stderr()
+    assert time.monotonic() - started < 4.0
+    partial.close()

@@ -2,7 +2,7 @@
 start_response's exc_info rules, write(), lazy start_response, invalid status/headers, and
 close() of the response iterable in every ending."""
 
-import json
+import socket
 import time
 
 import pytest
@@ -170,8 +170,8 @@ def test_lazy_start_response_in_a_generator(rules_server):
 
 @pytest.mark.parametrize("path", ["/bad_status_no_reason", "/bad_status_text", "/bad_status_crlf",
                                   "/bad_header_name", "/bad_header_colon", "/bad_header_value",
-                                  "/bad_header_type"])
-def test_invalid_status_or_header_gives_500_not_a_broken_response(rules_server, path):
+                                  "/bad_header_type", "/str_body", "/no_start_response"])
+def test_invalid_status_header_or_body_gives_500_not_a_broken_response(rules_server, path):
     with Conn(rules_server) as c:
         c.send(get(path) + get("/write", extra="Connection: close\r\n"))
         data, _ = c.read_to_close(time.monotonic() + 2)
@@ -201,3 +201,18 @@ def test_close_is_called_when_the_client_disconnects_mid_response(rules_server):
     c.close()
     wait_for(lambda: f"{ident} closed" in closes(rules_server), 10, message="close() after the client left")
     assert request(rules_server, get("/write")).status == 200
+
+
+def test_request_head_arriving_byte_by_byte_is_parsed(env_server):
+    raw = b"GET /bytes?x=1 HTTP/1.1\r\nHost: t\r\nX-Split: yes\r\n\r\n"
+    with Conn(env_server) as c:
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(len(raw)):
+            c.send(raw[i:i + 1])
+        env = c.read_response().json()
+    assert (value(env, "PATH_INFO"), value(env, "QUERY_STRING"), value(env, "HTTP_X_SPLIT")) == ("/bytes", "x=1", "yes")
+
+
+def test_header_values_are_stripped_of_surrounding_whitespace(env_server):
+    env = environ_of(env_server, b"GET / HTTP/1.1\r\nHost: t\r\nX-Pad: \t  padded value \t \r\n\r\n")
+    assert value(env, "HTTP_X_PAD") == "padded value"
