@@ -20,11 +20,17 @@ step() { printf '\n==> %s\n' "$*"; }
 step "test venv .venv-test ($BASE_PYTHON)"
 if [ ! -x .venv-test/bin/python ] || ! .venv-test/bin/python -c 'import sys; sys.exit(0)' 2>/dev/null; then
     rm -rf .venv-test
-    "$BASE_PYTHON" -m venv .venv-test
+    if ! "$BASE_PYTHON" -m venv .venv-test; then
+        # Debian's python3 keeps ensurepip in a separate package.
+        rm -rf .venv-test
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+        "$BASE_PYTHON" -m venv .venv-test
+    fi
 fi
 printf '*\n' > .venv-test/.gitignore
 .venv-test/bin/python -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 
+export PATH="$PATH:/usr/sbin:/sbin"  # nginx lives in /usr/sbin
 if ! command -v nginx >/dev/null 2>&1; then
     step "installing nginx"
     export DEBIAN_FRONTEND=noninteractive
