@@ -1,8 +1,10 @@
-"""Large and slow responses: wsgi.file_wrapper on a real file and on a BytesIO, and a
-100 MiB stream whose close() is recorded in $EVSERVE_TEST_STATE/close.log."""
+"""Large and slow responses: wsgi.file_wrapper on a real file and on a BytesIO, a 100 MiB
+stream whose close() is recorded in $EVSERVE_TEST_STATE/close.log, a slowly produced
+stream (/trickle) and an upload counter."""
 
 import io
 import os
+import time
 from urllib.parse import parse_qs
 
 from closing import RecordsClose
@@ -27,6 +29,9 @@ def application(environ, start_response):
         chunks = int(query.get("mb", ["100"])[0]) * 16
         start_response("200 OK", [("Content-Length", str(chunks * len(CHUNK)))])
         return RecordsClose(query.get("id", ["-"])[0], (CHUNK for _ in range(chunks)))
+    if path == "/trickle":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return _trickle(float(query["secs"][0]))
     if path == "/upload":
         length = 0
         stream = environ["wsgi.input"]
@@ -40,3 +45,11 @@ def application(environ, start_response):
         return [body]
     start_response("200 OK", [("Content-Length", "5")])
     return [b"hello"]
+
+
+def _trickle(seconds):
+    """A generator that takes its time: 50 ms of app work per chunk."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(0.05)
+        yield b"."

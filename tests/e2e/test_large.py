@@ -71,3 +71,15 @@ def test_large_upload_is_streamed_to_the_app(server):
             c.send(block)
         r = c.read_response(timeout=30)
     assert (r.status, r.body) == (200, str(size).encode())
+
+
+def test_slowly_produced_stream_lets_other_clients_in_between_chunks(server):
+    with Conn(server, timeout=15) as streaming:
+        streaming.send(get("/trickle?secs=6"))
+        streaming.read_until(b"\r\n\r\n", time.monotonic() + 5)  # the stream has started
+        waits = []
+        for _ in range(3):
+            started = time.monotonic()
+            assert request(server, get("/hello"), timeout=10).body == b"hello"
+            waits.append(time.monotonic() - started)
+        assert max(waits) < 0.5, f"other clients waited {['%.2f' % w for w in waits]}s behind a stream"
