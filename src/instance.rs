@@ -8,8 +8,10 @@
 use std::io::{self, Write};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
+use signal_hook::iterator::Signals;
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::config::{BindAddr, InstanceConfig};
@@ -136,6 +138,39 @@ fn open_access_log(target: &Option<String>) -> Result<Option<Box<dyn Write>>, St
     }
 }
 
+/// How long the watchdog lets a clean shutdown run past `--graceful-timeout`.
+const WATCHDOG_MARGIN: Duration = Duration::from_secs(1);
+/// After a second stop signal, how long the event loop gets to exit by itself.
+const SECOND_SIGNAL_GRACE: Duration = Duration::from_millis(500);
+
+/// The event loop cannot see a stop signal while the app is stuck inside a request. This
+/// thread (it never touches Python) ends the process when the loop could not: at the
+/// graceful timeout, or soon after a second signal.
+fn start_watchdog(graceful: Duration) -> io::Result<()> {
+    let mut signals = Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+    std::thread::Builder::new()
+        .name("evserve-watchdog".into())
+        .spawn(move || {
+            if signals.forever().next().is_none() {
+                return;
+            }
+            let deadline = Instant::now() + graceful + WATCHDOG_MARGIN;
+            loop {
+                if signals.pending().next().is_some() {
+                    std::thread::sleep(SECOND_SIGNAL_GRACE);
+                    log::warn("second stop signal while a request is still running: exiting now");
+                    std::process::exit(1);
+                }
+                if Instant::now() >= deadline {
+                    log::warn("graceful timeout passed with a request still running: exiting now");
+                    std::process::exit(1);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })?;
+    Ok(())
+}
+
 /// As many open files as the hard limit allows: each connection is one.
 fn raise_fd_limit() {
     use rustix::process::{getrlimit, setrlimit, Resource};
@@ -169,6 +204,10 @@ pub fn run(config: InstanceConfig) -> i32 {
             log::fatal(&format!("cannot handle signal {signal}: {e}"));
             return 1;
         }
+    }
+    if let Err(e) = start_watchdog(config.timeouts.graceful) {
+        log::fatal(&format!("cannot start the shutdown watchdog: {e}"));
+        return 1;
     }
     let mut fds = listenfd::ListenFd::from_env();
     if under_launcher() {

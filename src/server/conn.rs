@@ -31,6 +31,9 @@ const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 1 << 20;
 /// Largest piece of a file handed to one sendfile call.
 const SENDFILE_MAX: usize = 1 << 20;
+/// After pulling chunks from an app for this long since the loop woke, the loop gets a
+/// turn: a slow generator must not starve other clients or the stop signal.
+const PULL_SLICE: Duration = Duration::from_millis(2);
 
 /// Buffers a connection needs only while it has a request in hand; pooled between.
 pub(crate) struct Work<C> {
@@ -141,6 +144,8 @@ pub(crate) struct Conn<A: App> {
     work: Option<Box<Work<A::Chunk>>>,
     resp: Option<Responding<A::Stream>>,
     lingered: usize,
+    /// The last step pulled a chunk from the app.
+    pulled: bool,
 }
 
 impl<A: App> Conn<A> {
@@ -159,6 +164,7 @@ impl<A: App> Conn<A> {
             work: None,
             resp: None,
             lingered: 0,
+            pulled: false,
         }
     }
 
@@ -212,7 +218,14 @@ impl<A: App> Conn<A> {
                 Phase::Idle | Phase::Head | Phase::Body => self.read_request(app, sh, slot),
             };
             match step {
-                Step::Continue => {}
+                Step::Continue => {
+                    if self.pulled {
+                        self.pulled = false;
+                        if Instant::now().duration_since(sh.now) >= PULL_SLICE {
+                            return Drive::Again;
+                        }
+                    }
+                }
                 Step::Wait => {
                     if self.phase == Phase::Idle && self.work.as_ref().is_some_and(|w| w.is_empty())
                     {
@@ -627,6 +640,7 @@ impl<A: App> Conn<A> {
                 resp.more = false;
                 return Step::Continue;
             }
+            self.pulled = true;
             match app.pull(stream) {
                 Pull::Chunk(chunk) => queue_chunk(out, &mut resp.framing, chunk),
                 Pull::End => {

@@ -266,6 +266,14 @@ pub fn serialize_head(
             String::from_utf8_lossy(&out[start..])
         ))
     })?;
+    if facts.status < 200 {
+        // An interim status would leave the real response missing and put every later
+        // pipelined response out of step with its request.
+        return Err(Invalid::Message(format!(
+            "status {} is informational (1xx); an app's response must be final",
+            facts.status
+        )));
+    }
     out.extend_from_slice(b"\r\n");
     let headers = headers.bind(py);
     let items: Vec<Bound<'_, PyAny>> = if let Ok(list) = headers.cast::<PyList>() {
