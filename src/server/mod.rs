@@ -196,6 +196,8 @@ pub(crate) struct Shared<C> {
     pub clock: Clock,
     pub now: Instant,
     pub timers: Timers,
+    /// Boxed so a connection holds one pointer, and moving buffers in and out is cheap.
+    #[allow(clippy::vec_box)]
     pub pool: Vec<Box<conn::Work<C>>>,
     pub reply: Reply<C>,
     pub access_log: Option<Box<dyn Write>>,

@@ -23,6 +23,12 @@ pub struct Output<C> {
     pub body_bytes: u64,
 }
 
+impl<C: AsRef<[u8]>> Default for Output<C> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<C: AsRef<[u8]>> Output<C> {
     pub fn new() -> Self {
         Output {

@@ -218,7 +218,7 @@ impl Environ {
             env.set_item(&self.content_length, body_len.to_string())?;
         }
         let input = match req.body {
-            RequestBody::Memory(data) if data.is_empty() => self.bytes_io.bind(py).call0()?,
+            RequestBody::Memory([]) => self.bytes_io.bind(py).call0()?,
             RequestBody::Memory(data) => self.bytes_io.bind(py).call1((PyBytes::new(py, data),))?,
             RequestBody::File(file, _) => {
                 let fd = file.try_clone().map_err(PyErr::from)?;
