@@ -141,6 +141,10 @@ pub(crate) struct Conn<A: App> {
     pub deadline: Option<Instant>,
     /// The earliest timer entry this connection has in the heap.
     pub scheduled: Option<Instant>,
+    /// When the current phase began or last made progress: its timeout counts from here.
+    since: Instant,
+    /// A request was answered on this connection (idle means keep-alive, not new).
+    served: bool,
     work: Option<Box<Work<A::Chunk>>>,
     resp: Option<Responding<A::Stream>>,
     lingered: usize,
@@ -149,7 +153,7 @@ pub(crate) struct Conn<A: App> {
 }
 
 impl<A: App> Conn<A> {
-    pub fn new(stream: Stream, peer: Peer, serial: u64) -> Self {
+    pub fn new(stream: Stream, peer: Peer, serial: u64, now: Instant) -> Self {
         Conn {
             stream,
             serial,
@@ -161,6 +165,8 @@ impl<A: App> Conn<A> {
             eof: false,
             deadline: None,
             scheduled: None,
+            since: now,
+            served: false,
             work: None,
             resp: None,
             lingered: 0,
@@ -172,10 +178,6 @@ impl<A: App> Conn<A> {
         self.stream.register(registry, token)
     }
 
-    pub fn deregister(&mut self, registry: &Registry) {
-        self.stream.deregister(registry);
-    }
-
     /// Nothing in flight: no request bytes, no response.
     pub fn is_idle(&self) -> bool {
         self.phase == Phase::Idle
@@ -183,7 +185,21 @@ impl<A: App> Conn<A> {
             && self.work.as_ref().is_none_or(|w| w.is_empty())
     }
 
-    pub fn set_deadline(&mut self, sh: &mut Shared<A::Chunk>, slot: usize, when: Instant) {
+    /// Sets the deadline for the phase the connection waits in. Called only when it stops
+    /// for now, so a request answered at once never touches the timer heap.
+    fn arm(&mut self, sh: &mut Shared<A::Chunk>, slot: usize) {
+        let t = &sh.timeouts;
+        let limit = match self.phase {
+            Phase::Idle if self.served => t.keep_alive,
+            Phase::Idle | Phase::Head => t.header,
+            Phase::Body => t.body,
+            Phase::Writing | Phase::Refusing => t.write,
+            Phase::Lingering => LINGER_TIME,
+        };
+        self.set_deadline(sh, slot, self.since + limit);
+    }
+
+    fn set_deadline(&mut self, sh: &mut Shared<A::Chunk>, slot: usize, when: Instant) {
         self.deadline = Some(when);
         if self.scheduled.is_none_or(|s| when < s) {
             sh.timers.push(when, slot, self.serial);
@@ -212,21 +228,23 @@ impl<A: App> Conn<A> {
     pub fn drive(&mut self, app: &mut A, sh: &mut Shared<A::Chunk>, slot: usize) -> Drive {
         for _ in 0..STEP_BUDGET {
             let step = match self.phase {
-                Phase::Writing => self.write_response(app, sh, slot),
-                Phase::Refusing => self.write_refusal(sh, slot),
+                Phase::Writing => self.write_response(app, sh),
+                Phase::Refusing => self.write_refusal(sh),
                 Phase::Lingering => self.linger(),
-                Phase::Idle | Phase::Head | Phase::Body => self.read_request(app, sh, slot),
+                Phase::Idle | Phase::Head | Phase::Body => self.read_request(app, sh),
             };
             match step {
                 Step::Continue => {
                     if self.pulled {
                         self.pulled = false;
                         if Instant::now().duration_since(sh.now) >= PULL_SLICE {
+                            self.arm(sh, slot);
                             return Drive::Again;
                         }
                     }
                 }
                 Step::Wait => {
+                    self.arm(sh, slot);
                     if self.phase == Phase::Idle && self.work.as_ref().is_some_and(|w| w.is_empty())
                     {
                         self.release(sh);
@@ -236,10 +254,11 @@ impl<A: App> Conn<A> {
                 Step::Close => return Drive::Close,
             }
         }
+        self.arm(sh, slot);
         Drive::Again
     }
 
-    fn read_request(&mut self, app: &mut A, sh: &mut Shared<A::Chunk>, slot: usize) -> Step {
+    fn read_request(&mut self, app: &mut A, sh: &mut Shared<A::Chunk>) -> Step {
         let work = self
             .work
             .get_or_insert_with(|| sh.pool.pop().unwrap_or_else(|| Box::new(Work::new())));
@@ -256,8 +275,7 @@ impl<A: App> Conn<A> {
             }
             if self.phase == Phase::Idle {
                 self.phase = Phase::Head;
-                let when = sh.now + sh.timeouts.header;
-                self.set_deadline(sh, slot, when);
+                self.since = sh.now;
             }
             let Some(work) = self.work.as_mut() else {
                 return Step::Close;
@@ -279,8 +297,7 @@ impl<A: App> Conn<A> {
                             return Step::Close;
                         }
                     }
-                    let when = sh.now + sh.timeouts.body;
-                    self.set_deadline(sh, slot, when);
+                    self.since = sh.now;
                 }
             }
         }
@@ -320,8 +337,7 @@ impl<A: App> Conn<A> {
                 .copy_within(start + progress.consumed..work.filled, start);
             work.filled -= progress.consumed;
             if !progress.done {
-                let when = sh.now + sh.timeouts.body;
-                self.set_deadline(sh, slot, when);
+                self.since = sh.now;
             }
         }
         if !progress.done {
@@ -410,7 +426,7 @@ impl<A: App> Conn<A> {
         Step::Continue
     }
 
-    fn write_refusal(&mut self, sh: &mut Shared<A::Chunk>, slot: usize) -> Step {
+    fn write_refusal(&mut self, sh: &mut Shared<A::Chunk>) -> Step {
         let Some(work) = self.work.as_mut() else {
             return Step::Close;
         };
@@ -418,14 +434,12 @@ impl<A: App> Conn<A> {
             return Step::Close;
         }
         if !work.out.is_empty() {
-            let when = sh.now + sh.timeouts.write;
-            self.set_deadline(sh, slot, when);
+            self.since = sh.now;
             return Step::Wait;
         }
         self.stream.shutdown_write();
         self.phase = Phase::Lingering;
-        let when = sh.now + LINGER_TIME;
-        self.set_deadline(sh, slot, when);
+        self.since = sh.now;
         Step::Continue
     }
 
@@ -565,7 +579,7 @@ impl<A: App> Conn<A> {
         });
     }
 
-    fn write_response(&mut self, app: &mut A, sh: &mut Shared<A::Chunk>, slot: usize) -> Step {
+    fn write_response(&mut self, app: &mut A, sh: &mut Shared<A::Chunk>) -> Step {
         let (Some(work), Some(resp)) = (self.work.as_mut(), self.resp.as_mut()) else {
             return Step::Close;
         };
@@ -575,8 +589,7 @@ impl<A: App> Conn<A> {
                 return Step::Close;
             }
             if !out.is_empty() {
-                let when = sh.now + sh.timeouts.write;
-                self.set_deadline(sh, slot, when);
+                self.since = sh.now;
                 return Step::Wait;
             }
         }
@@ -592,8 +605,7 @@ impl<A: App> Conn<A> {
                 return Step::Continue;
             }
             if !self.write_ready {
-                let when = sh.now + sh.timeouts.write;
-                self.set_deadline(sh, slot, when);
+                self.since = sh.now;
                 return Step::Wait;
             }
             let count = want.min(SENDFILE_MAX as u64) as usize;
@@ -619,16 +631,12 @@ impl<A: App> Conn<A> {
                     if n < count {
                         self.write_ready = false;
                     }
-                    if self.deadline.is_some() {
-                        let when = sh.now + sh.timeouts.write;
-                        self.set_deadline(sh, slot, when);
-                    }
+                    self.since = sh.now;
                     Step::Continue
                 }
                 Err(rustix::io::Errno::AGAIN) => {
                     self.write_ready = false;
-                    let when = sh.now + sh.timeouts.write;
-                    self.set_deadline(sh, slot, when);
+                    self.since = sh.now;
                     Step::Wait
                 }
                 Err(rustix::io::Errno::INTR) => Step::Continue,
@@ -654,10 +662,10 @@ impl<A: App> Conn<A> {
             }
             return Step::Continue;
         }
-        self.finish_response(sh, slot)
+        self.finish_response(sh)
     }
 
-    fn finish_response(&mut self, sh: &mut Shared<A::Chunk>, slot: usize) -> Step {
+    fn finish_response(&mut self, sh: &mut Shared<A::Chunk>) -> Step {
         let (Some(work), Some(resp)) = (self.work.as_mut(), self.resp.take()) else {
             return Step::Close;
         };
@@ -669,12 +677,8 @@ impl<A: App> Conn<A> {
             return Step::Close;
         }
         self.phase = Phase::Idle;
-        let when = if work.filled == 0 {
-            sh.now + sh.timeouts.keep_alive
-        } else {
-            sh.now + sh.timeouts.header
-        };
-        self.set_deadline(sh, slot, when);
+        self.served = true;
+        self.since = sh.now;
         Step::Continue
     }
 }

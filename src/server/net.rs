@@ -85,13 +85,6 @@ impl Stream {
         }
     }
 
-    pub(crate) fn deregister(&mut self, registry: &Registry) {
-        let _ = match self {
-            Stream::Tcp(s) => registry.deregister(s),
-            Stream::Unix(s) => registry.deregister(s),
-        };
-    }
-
     pub(crate) fn shutdown_write(&self) {
         let _ = match self {
             Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Write),

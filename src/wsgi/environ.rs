@@ -48,6 +48,42 @@ const COMMON_HEADERS: &[&str] = &[
 
 const METHODS: &[&str] = &["GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"];
 
+/// `wsgi.input` of a request without a body: it has no state (no position, nothing to
+/// consume), so one object serves every such request.
+#[pyclass(module = "evserve", frozen)]
+pub struct EmptyInput;
+
+#[pymethods]
+impl EmptyInput {
+    #[pyo3(signature = (size = -1))]
+    fn read<'py>(&self, py: Python<'py>, size: Option<isize>) -> Bound<'py, PyBytes> {
+        let _ = size;
+        PyBytes::new(py, b"")
+    }
+
+    #[pyo3(signature = (size = -1))]
+    fn readline<'py>(&self, py: Python<'py>, size: Option<isize>) -> Bound<'py, PyBytes> {
+        let _ = size;
+        PyBytes::new(py, b"")
+    }
+
+    #[pyo3(signature = (hint = -1))]
+    fn readlines(&self, hint: Option<isize>) -> Vec<Vec<u8>> {
+        let _ = hint;
+        Vec::new()
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self) -> Option<Vec<u8>> {
+        None
+    }
+
+    fn close(&self) {}
+}
+
 /// Strings and objects made once per instance.
 pub struct Environ {
     template: Py<PyDict>,
@@ -66,6 +102,7 @@ pub struct Environ {
     methods: Vec<Py<PyString>>,
     header_keys: Vec<Py<PyString>>,
     bytes_io: Py<PyAny>,
+    empty_input: Py<EmptyInput>,
     open: Py<PyAny>,
     root_path: Vec<u8>,
     /// Scratch for percent-decoding and key building.
@@ -125,6 +162,7 @@ impl Environ {
             methods: METHODS.iter().map(|m| key(py, m)).collect(),
             header_keys,
             bytes_io: io.getattr("BytesIO")?.unbind(),
+            empty_input: Py::new(py, EmptyInput)?,
             open: io.getattr("open")?.unbind(),
             root_path: c.root_path.as_bytes().to_vec(),
             scratch: Vec::with_capacity(256),
@@ -218,7 +256,7 @@ impl Environ {
             env.set_item(&self.content_length, body_len.to_string())?;
         }
         let input = match req.body {
-            RequestBody::Memory([]) => self.bytes_io.bind(py).call0()?,
+            RequestBody::Memory([]) => self.empty_input.bind(py).clone().into_any(),
             RequestBody::Memory(data) => self.bytes_io.bind(py).call1((PyBytes::new(py, data),))?,
             RequestBody::File(file, _) => {
                 let fd = file.try_clone().map_err(PyErr::from)?;

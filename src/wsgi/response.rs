@@ -276,77 +276,89 @@ pub fn serialize_head(
     }
     out.extend_from_slice(b"\r\n");
     let headers = headers.bind(py);
-    let items: Vec<Bound<'_, PyAny>> = if let Ok(list) = headers.cast::<PyList>() {
-        list.iter().collect()
+    if let Ok(list) = headers.cast::<PyList>() {
+        for item in list.iter() {
+            push_header(out, &item, &mut facts)?;
+        }
     } else if let Ok(tuple) = headers.cast::<PyTuple>() {
-        tuple.iter().collect()
+        for item in tuple.iter() {
+            push_header(out, &item, &mut facts)?;
+        }
     } else {
         return Err(Invalid::Message(
             "response headers must be a list of tuples".into(),
         ));
-    };
-    for item in items {
-        let pair = item.cast::<PyTuple>().map_err(|_| {
-            Invalid::Message("each response header must be a (name, value) tuple".into())
-        })?;
-        if pair.len() != 2 {
-            return Err(Invalid::Message(
-                "each response header must be a (name, value) tuple".into(),
-            ));
-        }
-        let line = out.len();
-        push_latin1(out, &pair.get_item(0)?, "header name")?;
-        let name_end = out.len();
-        if !http1::valid_header_name(&out[line..name_end]) {
-            return Err(Invalid::Message(format!(
-                "bad header name {:?}",
-                String::from_utf8_lossy(&out[line..name_end])
-            )));
-        }
-        out.extend_from_slice(b": ");
-        let value_start = out.len();
-        push_latin1(out, &pair.get_item(1)?, "header value")?;
-        if !http1::valid_header_value(&out[value_start..]) {
-            return Err(Invalid::Message(format!(
-                "bad value for header {:?}",
-                String::from_utf8_lossy(&out[line..name_end])
-            )));
-        }
-        let name = &out[line..name_end];
-        let value = &out[value_start..];
-        let mut keep = true;
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let text = std::str::from_utf8(value).unwrap_or("").trim();
-            let n = text
-                .parse::<u64>()
-                .ok()
-                .filter(|_| text.bytes().all(|b| b.is_ascii_digit()))
-                .ok_or_else(|| Invalid::Message(format!("bad Content-Length {text:?}")))?;
-            if facts.content_length.is_some_and(|m| m != n) {
-                return Err(Invalid::Message(
-                    "two different Content-Length headers".into(),
-                ));
-            }
-            keep = facts.content_length.is_none();
-            facts.content_length = Some(n);
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            // The server frames the connection itself; it honours a request to close.
-            facts.close |= value
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
-            keep = false;
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding")
-            || name.eq_ignore_ascii_case(b"keep-alive")
-        {
-            keep = false;
-        } else if name.eq_ignore_ascii_case(b"date") {
-            facts.has_date = true;
-        }
-        if keep {
-            out.extend_from_slice(b"\r\n");
-        } else {
-            out.truncate(line);
-        }
     }
     Ok(facts)
+}
+
+/// Checks one `(name, value)` pair and appends its header line, noting what the server
+/// must know about it.
+fn push_header(
+    out: &mut Vec<u8>,
+    item: &Bound<'_, PyAny>,
+    facts: &mut HeadFacts,
+) -> Result<(), Invalid> {
+    let pair = item.cast::<PyTuple>().map_err(|_| {
+        Invalid::Message("each response header must be a (name, value) tuple".into())
+    })?;
+    if pair.len() != 2 {
+        return Err(Invalid::Message(
+            "each response header must be a (name, value) tuple".into(),
+        ));
+    }
+    let line = out.len();
+    push_latin1(out, &pair.get_item(0)?, "header name")?;
+    let name_end = out.len();
+    if !http1::valid_header_name(&out[line..name_end]) {
+        return Err(Invalid::Message(format!(
+            "bad header name {:?}",
+            String::from_utf8_lossy(&out[line..name_end])
+        )));
+    }
+    out.extend_from_slice(b": ");
+    let value_start = out.len();
+    push_latin1(out, &pair.get_item(1)?, "header value")?;
+    if !http1::valid_header_value(&out[value_start..]) {
+        return Err(Invalid::Message(format!(
+            "bad value for header {:?}",
+            String::from_utf8_lossy(&out[line..name_end])
+        )));
+    }
+    let name = &out[line..name_end];
+    let value = &out[value_start..];
+    let mut keep = true;
+    if name.eq_ignore_ascii_case(b"content-length") {
+        let text = std::str::from_utf8(value).unwrap_or("").trim();
+        let n = text
+            .parse::<u64>()
+            .ok()
+            .filter(|_| text.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| Invalid::Message(format!("bad Content-Length {text:?}")))?;
+        if facts.content_length.is_some_and(|m| m != n) {
+            return Err(Invalid::Message(
+                "two different Content-Length headers".into(),
+            ));
+        }
+        keep = facts.content_length.is_none();
+        facts.content_length = Some(n);
+    } else if name.eq_ignore_ascii_case(b"connection") {
+        // The server frames the connection itself; it honours a request to close.
+        facts.close |= value
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+        keep = false;
+    } else if name.eq_ignore_ascii_case(b"transfer-encoding")
+        || name.eq_ignore_ascii_case(b"keep-alive")
+    {
+        keep = false;
+    } else if name.eq_ignore_ascii_case(b"date") {
+        facts.has_date = true;
+    }
+    if keep {
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.truncate(line);
+    }
+    Ok(())
 }
