@@ -9,7 +9,7 @@
 #   EVSERVE_PORTS    instance ports FIRST-LAST         (default 8001 up, one per core)
 #   EVSERVE_CONF     nginx config written by evserve   (default ./.evserve/nginx.conf)
 #   EVSERVE_WAIT     seconds to wait for an answer     (default 60)
-#   PYO3_PYTHON      the Python evserve embeds         (default: python3 on PATH)
+#   PYO3_PYTHON      the Python evserve embeds         (default: see scripts/build.sh)
 #
 # Waits (bounded) until nginx answers, prints where, then stays in the foreground:
 # Ctrl-C or SIGTERM drains and stops everything; SIGHUP reloads the app.
@@ -33,8 +33,7 @@ if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then
 fi
 
 echo "launch.sh: building evserve (release)..." >&2
-export PYO3_PYTHON=${PYO3_PYTHON:-$(command -v python3)}
-(cd "$repo" && cargo build --release --quiet)
+"$repo/scripts/build.sh" --quiet
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
 evserve=$target_dir/release/evserve
 
@@ -48,8 +47,17 @@ trap 'kill -TERM "$launcher" 2>/dev/null || true' INT TERM
 trap 'kill -HUP "$launcher" 2>/dev/null || true' HUP
 
 url="http://$listen/"
+# True once nginx answers an HTTP request on $listen (any status).
+answers() {
+    local reply
+    exec 3<>"/dev/tcp/${listen%:*}/${listen##*:}" 2>/dev/null || return 1
+    printf 'GET / HTTP/1.0\r\nHost: %s\r\n\r\n' "$listen" >&3
+    IFS= read -r -t 2 reply <&3 || true
+    exec 3>&-
+    [[ $reply == HTTP/* ]]
+}
 deadline=$((SECONDS + wait_secs))
-until code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url") && [[ $code != 000 ]]; do
+until answers; do
     if ! kill -0 "$launcher" 2>/dev/null; then
         wait "$launcher" && status=0 || status=$?
         echo "launch.sh: evserve exited (code $status) before answering on $url" >&2

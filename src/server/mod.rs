@@ -239,6 +239,8 @@ pub fn run<A: App>(app: &mut A, listener: Listener, settings: Settings) -> io::R
     let mut last_heartbeat: Option<Instant> = None;
     let mut listener_ready = true;
     let mut accept_paused_until: Option<Instant> = None;
+    // Out of descriptors: said once per episode, not on every retry.
+    let mut starved_logged = false;
     let mut drain_deadline: Option<Instant> = None;
     let mut serial: u64 = 0;
     // Connections with work left that no event will announce (a step budget ran out).
@@ -382,6 +384,7 @@ pub fn run<A: App>(app: &mut A, listener: Listener, settings: Settings) -> io::R
             while listener_ready && accept_paused_until.is_none() && conns.len() < max_connections {
                 match l.accept() {
                     Ok((stream, peer)) => {
+                        starved_logged = false;
                         serial += 1;
                         let entry = conns.vacant_entry();
                         let slot = entry.key();
@@ -396,10 +399,13 @@ pub fn run<A: App>(app: &mut A, listener: Listener, settings: Settings) -> io::R
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => listener_ready = false,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) if is_out_of_resources(&e) => {
-                        log::warn(&format!(
-                            "accept failed ({e}); pausing accepts for 100 ms with {} connections open",
-                            conns.len()
-                        ));
+                        if !starved_logged {
+                            log::warn(&format!(
+                                "cannot accept more connections ({e}) with {} open; retrying every 100 ms",
+                                conns.len()
+                            ));
+                            starved_logged = true;
+                        }
                         accept_paused_until = Some(shared.now + Duration::from_millis(100));
                     }
                     // The peer went away between SYN and accept, or similar: try the next.

@@ -592,3 +592,48 @@ def test_nginx_flag_errors_are_one_line(tmp_path):
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-v"]))
+
+
+@needs_nginx
+def test_launch_script_serves_behind_nginx_and_stops_cleanly(tmp_path):
+    # The smoke test of scripts/launch.sh: build, launcher, nginx in front, an answer.
+    ports = launcher_free_ports(3)
+    listen, first, last = ports[0], ports[1], ports[2]
+    env = dict(
+        os.environ,
+        EVSERVE_LISTEN=f"127.0.0.1:{listen}",
+        EVSERVE_PORTS=f"{first}-{last}",
+        EVSERVE_CONF=str(tmp_path / "nginx" / "nginx.conf"),
+        EVSERVE_WAIT="60",
+        PATH=os.environ.get("PATH", "") + ":/usr/sbin:/sbin",
+    )
+    env.pop("VIRTUAL_ENV", None)
+    out = open(tmp_path / "launch.out", "w+")
+    proc = subprocess.Popen(
+        [str(REPO / "scripts" / "launch.sh"), "launcher_app:app", "--chdir", str(APPS)],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        launcher_wait(
+            lambda: "serving" in (tmp_path / "launch.out").read_text() or proc.poll() is not None,
+            240,
+            "launch.sh to report it is serving",
+        )
+        assert proc.poll() is None, (tmp_path / "launch.out").read_text()
+        status, _ = launcher_get(listen)
+        assert status == 200
+        below = launcher_descendants(proc.pid)
+        assert below, "launch.sh started no launcher"
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(60) == 0, (tmp_path / "launch.out").read_text()
+        launcher_wait(
+            lambda: not any(launcher_alive(p) for p in below), 10, "no process left behind"
+        )
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        out.close()
