@@ -17,6 +17,10 @@ fn main() {
                 2
             }
             Ok(config::Mode::Instance(config)) => instance::run(*config),
+            // The launcher starts its instances with its own flags.
+            Ok(config::Mode::Launcher(config)) if instance::under_launcher() => {
+                instance::run(config.instance)
+            }
             Ok(config::Mode::Launcher(config)) => supervisor::run(*config),
         },
     };

@@ -1,0 +1,869 @@
+//! One client connection: read a request, run the app, write the reply, repeat.
+//!
+//! `drive` takes the connection as far as its socket allows and says whether to wait for
+//! the next event, come back without one, or close. It never blocks and never waits for
+//! an event while a complete request is already buffered.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, Write};
+use std::time::{Duration, Instant};
+
+use mio::{Registry, Token};
+
+use super::net::{Peer, Stream};
+use super::output::Output;
+use super::{App, AppFailed, Called, FileBody, Pull, Request, RequestBody, Shared};
+use crate::http1::{self, BodyDecoder, BodyKind, Head, Version};
+
+/// Requests (or streamed chunks) handled for one connection before others get a turn.
+const STEP_BUDGET: usize = 64;
+/// Bodies larger than this are spooled to an anonymous temporary file.
+const SPILL_THRESHOLD: usize = 1 << 20;
+/// Read buffer a connection starts with (taken from the pool while it has work).
+const READ_BUFFER: usize = 16 * 1024;
+/// Idle buffers kept for reuse.
+const POOL_MAX: usize = 1024;
+/// After refusing a request, how long and how much to read before closing, so the
+/// client sees the answer instead of a reset.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1 << 20;
+/// Largest piece of a file handed to one sendfile call.
+const SENDFILE_MAX: usize = 1 << 20;
+
+/// Buffers a connection needs only while it has a request in hand; pooled between.
+pub(crate) struct Work<C> {
+    /// Initialised bytes; `filled` of them hold data.
+    rbuf: Vec<u8>,
+    filled: usize,
+    head: Head,
+    head_parsed: bool,
+    decoder: Option<BodyDecoder>,
+    body: Vec<u8>,
+    body_file: Option<File>,
+    out: Output<C>,
+}
+
+impl<C: AsRef<[u8]>> Work<C> {
+    fn new() -> Self {
+        Work {
+            rbuf: vec![0; READ_BUFFER],
+            filled: 0,
+            head: Head::default(),
+            head_parsed: false,
+            decoder: None,
+            body: Vec::new(),
+            body_file: None,
+            out: Output::new(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.filled == 0 && !self.head_parsed && self.out.is_empty()
+    }
+
+    /// Forgets the current request's head and body, keeping any pipelined bytes.
+    fn consume_request(&mut self) {
+        let len = self.head.len.min(self.filled);
+        self.rbuf.copy_within(len..self.filled, 0);
+        self.filled -= len;
+        self.head_parsed = false;
+        self.decoder = None;
+        self.body_file = None;
+        if self.body.capacity() > SPILL_THRESHOLD {
+            self.body = Vec::new();
+        } else {
+            self.body.clear();
+        }
+        self.out.body_bytes = 0;
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    /// Between requests: nothing of the next one has arrived.
+    Idle,
+    Head,
+    Body,
+    Writing,
+    /// A refusal is being written; the connection closes after it.
+    Refusing,
+    /// Refusal written and write side shut: reading what the client still sends.
+    Lingering,
+}
+
+#[derive(Clone, Copy)]
+enum Framing {
+    NoBody,
+    Length(u64),
+    Chunked,
+    Close,
+}
+
+struct Responding<S> {
+    /// Kept until the response is done, then dropped (which closes it).
+    stream: Option<S>,
+    /// Whether `stream` still has chunks to pull.
+    more: bool,
+    file: Option<FileBody>,
+    framing: Framing,
+    keep_alive: bool,
+    status: u16,
+}
+
+pub(crate) enum Drive {
+    Wait,
+    Again,
+    Close,
+}
+
+enum Step {
+    Continue,
+    Wait,
+    Close,
+}
+
+pub(crate) struct Conn<A: App> {
+    stream: Stream,
+    pub serial: u64,
+    peer: Peer,
+    phase: Phase,
+    pub read_ready: bool,
+    pub write_ready: bool,
+    eof: bool,
+    pub deadline: Option<Instant>,
+    /// The earliest timer entry this connection has in the heap.
+    pub scheduled: Option<Instant>,
+    work: Option<Box<Work<A::Chunk>>>,
+    resp: Option<Responding<A::Stream>>,
+    lingered: usize,
+}
+
+impl<A: App> Conn<A> {
+    pub fn new(stream: Stream, peer: Peer, serial: u64) -> Self {
+        Conn {
+            stream,
+            serial,
+            peer,
+            phase: Phase::Idle,
+            read_ready: true,
+            write_ready: true,
+            eof: false,
+            deadline: None,
+            scheduled: None,
+            work: None,
+            resp: None,
+            lingered: 0,
+        }
+    }
+
+    pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        self.stream.register(registry, token)
+    }
+
+    pub fn deregister(&mut self, registry: &Registry) {
+        self.stream.deregister(registry);
+    }
+
+    /// Nothing in flight: no request bytes, no response.
+    pub fn is_idle(&self) -> bool {
+        self.phase == Phase::Idle
+            && self.resp.is_none()
+            && self.work.as_ref().is_none_or(|w| w.is_empty())
+    }
+
+    pub fn set_deadline(&mut self, sh: &mut Shared<A::Chunk>, slot: usize, when: Instant) {
+        self.deadline = Some(when);
+        if self.scheduled.is_none_or(|s| when < s) {
+            sh.timers.push(when, slot, self.serial);
+            self.scheduled = Some(when);
+        }
+    }
+
+    /// Called when the deadline passed; the connection is closed right after.
+    pub fn on_timeout(&mut self, sh: &mut Shared<A::Chunk>) {
+        if matches!(self.phase, Phase::Head | Phase::Body) {
+            // Best effort: one non-blocking write of the answer, then the close.
+            let mut out: Output<A::Chunk> = Output::new();
+            write_refusal(&mut out, 408, "request timed out", &sh.clock.date);
+            let _ = out.write_to(&mut self.stream);
+        }
+    }
+
+    /// Returns the buffers to the pool; drops (and so closes) any response in progress.
+    pub fn release(&mut self, sh: &mut Shared<A::Chunk>) {
+        self.resp = None;
+        if let Some(work) = self.work.take() {
+            recycle(work, sh);
+        }
+    }
+
+    pub fn drive(&mut self, app: &mut A, sh: &mut Shared<A::Chunk>, slot: usize) -> Drive {
+        for _ in 0..STEP_BUDGET {
+            let step = match self.phase {
+                Phase::Writing => self.write_response(app, sh, slot),
+                Phase::Refusing => self.write_refusal(sh, slot),
+                Phase::Lingering => self.linger(),
+                Phase::Idle | Phase::Head | Phase::Body => self.read_request(app, sh, slot),
+            };
+            match step {
+                Step::Continue => {}
+                Step::Wait => {
+                    if self.phase == Phase::Idle && self.work.as_ref().is_some_and(|w| w.is_empty())
+                    {
+                        self.release(sh);
+                    }
+                    return Drive::Wait;
+                }
+                Step::Close => return Drive::Close,
+            }
+        }
+        Drive::Again
+    }
+
+    fn read_request(&mut self, app: &mut A, sh: &mut Shared<A::Chunk>, slot: usize) -> Step {
+        let work = self
+            .work
+            .get_or_insert_with(|| sh.pool.pop().unwrap_or_else(|| Box::new(Work::new())));
+        // A `100 Continue` still on its way out.
+        if !work.out.is_empty() && self.write_ready {
+            match flush(&mut self.stream, &mut work.out, &mut self.write_ready) {
+                Ok(()) => {}
+                Err(_) => return Step::Close,
+            }
+        }
+        if !work.head_parsed {
+            if work.filled == 0 {
+                return self.fill(sh);
+            }
+            if self.phase == Phase::Idle {
+                self.phase = Phase::Head;
+                let when = sh.now + sh.timeouts.header;
+                self.set_deadline(sh, slot, when);
+            }
+            let Some(work) = self.work.as_mut() else {
+                return Step::Close;
+            };
+            match http1::parse_head(&work.rbuf[..work.filled], &sh.limits, &mut work.head) {
+                Ok(false) => return self.fill(sh),
+                Err(e) => return self.refuse(e.status, e.reason, sh),
+                Ok(true) => {
+                    work.head_parsed = true;
+                    work.decoder = Some(BodyDecoder::new(work.head.body, sh.limits.max_body));
+                    self.phase = Phase::Body;
+                    let wants_continue = work.head.expect_continue
+                        && work.head.body != BodyKind::None
+                        && work.head.body != BodyKind::Length(0)
+                        && work.filled == work.head.len;
+                    if wants_continue {
+                        work.out.push_bytes(b"HTTP/1.1 100 Continue\r\n\r\n");
+                        if flush(&mut self.stream, &mut work.out, &mut self.write_ready).is_err() {
+                            return Step::Close;
+                        }
+                    }
+                    let when = sh.now + sh.timeouts.body;
+                    self.set_deadline(sh, slot, when);
+                }
+            }
+        }
+        let Some(work) = self.work.as_mut() else {
+            return Step::Close;
+        };
+        let Some(decoder) = work.decoder.as_mut() else {
+            return Step::Close;
+        };
+        let start = work.head.len;
+        let mut spill_error: Option<io::Error> = None;
+        let progress = {
+            let body = &mut work.body;
+            let body_file = &mut work.body_file;
+            let mut sink = |data: &[u8]| {
+                if spill_error.is_some() {
+                    return;
+                }
+                if let Err(e) = store_body(body, body_file, data) {
+                    spill_error = Some(e);
+                }
+            };
+            decoder.decode(&work.rbuf[start..work.filled], &mut sink)
+        };
+        if let Some(e) = spill_error {
+            crate::log::error(&format!(
+                "cannot spool a request body to a temporary file: {e}"
+            ));
+            return self.refuse(500, "cannot store the request body", sh);
+        }
+        let progress = match progress {
+            Ok(p) => p,
+            Err(e) => return self.refuse(e.status, e.reason, sh),
+        };
+        if progress.consumed > 0 {
+            work.rbuf
+                .copy_within(start + progress.consumed..work.filled, start);
+            work.filled -= progress.consumed;
+            if !progress.done {
+                let when = sh.now + sh.timeouts.body;
+                self.set_deadline(sh, slot, when);
+            }
+        }
+        if !progress.done {
+            return self.fill(sh);
+        }
+        self.respond(app, sh);
+        Step::Continue
+    }
+
+    /// Reads more request bytes, or says to wait for them.
+    fn fill(&mut self, sh: &mut Shared<A::Chunk>) -> Step {
+        let Some(work) = self.work.as_mut() else {
+            return Step::Close;
+        };
+        if self.eof {
+            return Step::Close;
+        }
+        if !self.read_ready {
+            if work.filled == 0 && !work.head_parsed {
+                self.phase = Phase::Idle;
+            }
+            return Step::Wait;
+        }
+        let spare_wanted = if work.head_parsed {
+            16 * 1024
+        } else {
+            4 * 1024
+        };
+        if work.rbuf.len() - work.filled < spare_wanted {
+            let cap = if work.head_parsed {
+                work.filled + 64 * 1024
+            } else {
+                // parse_head refuses heads over the limit, so this bounds the buffer.
+                (sh.limits.max_head + 4096).max(work.rbuf.len())
+            };
+            let grown = (work.rbuf.len() * 2)
+                .min(cap)
+                .max(work.filled + spare_wanted.min(cap - work.filled));
+            work.rbuf.resize(grown, 0);
+        }
+        let spare = work.rbuf.len() - work.filled;
+        match self.stream.read(&mut work.rbuf[work.filled..]) {
+            Ok(0) => {
+                self.eof = true;
+                self.read_ready = false;
+                if work.filled == 0 && !work.head_parsed {
+                    return Step::Close;
+                }
+                Step::Continue
+            }
+            Ok(n) => {
+                work.filled += n;
+                if n < spare {
+                    // A short read means the socket is drained; the next byte brings an event.
+                    self.read_ready = false;
+                }
+                Step::Continue
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.read_ready = false;
+                if work.filled == 0 && !work.head_parsed {
+                    self.phase = Phase::Idle;
+                }
+                Step::Wait
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Step::Continue,
+            Err(_) => Step::Close,
+        }
+    }
+
+    /// Queues an error answer; the connection closes once it is written.
+    fn refuse(&mut self, status: u16, reason: &str, sh: &mut Shared<A::Chunk>) -> Step {
+        self.resp = None;
+        let Some(work) = self.work.as_mut() else {
+            return Step::Close;
+        };
+        work.out.clear();
+        write_refusal(&mut work.out, status, reason, &sh.clock.date);
+        self.phase = Phase::Refusing;
+        Step::Continue
+    }
+
+    fn write_refusal(&mut self, sh: &mut Shared<A::Chunk>, slot: usize) -> Step {
+        let Some(work) = self.work.as_mut() else {
+            return Step::Close;
+        };
+        if flush(&mut self.stream, &mut work.out, &mut self.write_ready).is_err() {
+            return Step::Close;
+        }
+        if !work.out.is_empty() {
+            let when = sh.now + sh.timeouts.write;
+            self.set_deadline(sh, slot, when);
+            return Step::Wait;
+        }
+        self.stream.shutdown_write();
+        self.phase = Phase::Lingering;
+        let when = sh.now + LINGER_TIME;
+        self.set_deadline(sh, slot, when);
+        Step::Continue
+    }
+
+    fn linger(&mut self) -> Step {
+        let mut scratch = [0u8; 4096];
+        loop {
+            if self.lingered > LINGER_BYTES {
+                return Step::Close;
+            }
+            match self.stream.read(&mut scratch) {
+                Ok(0) => return Step::Close,
+                Ok(n) => self.lingered += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Wait,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Step::Close,
+            }
+        }
+    }
+
+    /// Runs the app on the complete request and queues the start of its reply.
+    fn respond(&mut self, app: &mut A, sh: &mut Shared<A::Chunk>) {
+        let Some(work) = self.work.as_mut() else {
+            return;
+        };
+        let body_len = work.decoder.as_ref().map_or(0, |d| d.body_len());
+        if let Some(f) = work.body_file.as_mut() {
+            let _ = f.rewind();
+        }
+        let body = match work.body_file.as_ref() {
+            Some(f) => RequestBody::File(f, body_len),
+            None => RequestBody::Memory(&work.body),
+        };
+        let request = Request {
+            buf: &work.rbuf[..work.head.len],
+            head: &work.head,
+            body,
+            peer: &self.peer,
+        };
+        sh.reply.reset();
+        let result = app.call(&request, &mut sh.reply);
+        sh.requests_served += 1;
+        self.deadline = None;
+        self.phase = Phase::Writing;
+        let head = &work.head;
+        let is_head = head.method.of(&work.rbuf) == b"HEAD";
+        let mut keep_alive = head.keep_alive && !sh.draining;
+        let Called { stream, more } = match result {
+            Ok(called) => called,
+            Err(AppFailed) => {
+                write_canned(
+                    &mut work.out,
+                    500,
+                    "Internal Server Error\n",
+                    keep_alive,
+                    is_head,
+                    &sh.clock.date,
+                );
+                self.resp = Some(Responding {
+                    stream: None,
+                    more: false,
+                    file: None,
+                    framing: Framing::NoBody,
+                    keep_alive,
+                    status: 500,
+                });
+                return;
+            }
+        };
+        let reply = &mut sh.reply;
+        keep_alive &= !reply.close;
+        let out = &mut work.out;
+        let chunks_len: u64 = reply.chunks.iter().map(|c| c.as_ref().len() as u64).sum();
+        let known_len: Option<u64> = match (&reply.file, more) {
+            (Some(file), _) => Some(chunks_len + file.len),
+            (None, false) => Some(chunks_len),
+            (None, true) => None,
+        };
+        let from = out.own_buffer().len();
+        let buf = out.own_buffer();
+        buf.extend_from_slice(b"HTTP/1.1 ");
+        buf.extend_from_slice(&reply.head);
+        let mut framing = if !http1::status_allows_body(reply.status) {
+            Framing::NoBody
+        } else if let Some(n) = reply.content_length {
+            Framing::Length(n)
+        } else if let Some(n) = known_len {
+            buf.extend_from_slice(b"Content-Length: ");
+            buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            buf.extend_from_slice(b"\r\n");
+            Framing::Length(n)
+        } else if head.version == Version::Http11 {
+            buf.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+            Framing::Chunked
+        } else {
+            keep_alive = false;
+            Framing::Close
+        };
+        if !reply.has_date {
+            buf.extend_from_slice(b"Date: ");
+            buf.extend_from_slice(&sh.clock.date);
+            buf.extend_from_slice(b"\r\n");
+        }
+        if !keep_alive {
+            buf.extend_from_slice(b"Connection: close\r\n\r\n");
+        } else if head.version == Version::Http10 {
+            buf.extend_from_slice(b"Connection: keep-alive\r\n\r\n");
+        } else {
+            buf.extend_from_slice(b"\r\n");
+        }
+        out.commit_own(from);
+        let mut more = more;
+        let mut file = reply.file.take();
+        if is_head || matches!(framing, Framing::NoBody) {
+            framing = Framing::NoBody;
+            reply.chunks.clear();
+            more = false;
+            file = None;
+        }
+        for chunk in reply.chunks.drain(..) {
+            queue_chunk(out, &mut framing, chunk);
+        }
+        if let Framing::Length(0) = framing {
+            // Content-Length reached: nothing more is pulled from the app.
+            more = false;
+            file = None;
+        }
+        if !more && file.is_none() {
+            finish_framing(out, &mut framing, &mut keep_alive);
+        }
+        self.resp = Some(Responding {
+            stream,
+            more,
+            file,
+            framing,
+            keep_alive,
+            status: reply.status,
+        });
+    }
+
+    fn write_response(&mut self, app: &mut A, sh: &mut Shared<A::Chunk>, slot: usize) -> Step {
+        let (Some(work), Some(resp)) = (self.work.as_mut(), self.resp.as_mut()) else {
+            return Step::Close;
+        };
+        let out = &mut work.out;
+        if !out.is_empty() {
+            if flush(&mut self.stream, out, &mut self.write_ready).is_err() {
+                return Step::Close;
+            }
+            if !out.is_empty() {
+                let when = sh.now + sh.timeouts.write;
+                self.set_deadline(sh, slot, when);
+                return Step::Wait;
+            }
+        }
+        if let Some(file) = resp.file.as_mut() {
+            let want = match resp.framing {
+                Framing::Length(left) => left.min(file.len),
+                _ => file.len,
+            };
+            if want == 0 {
+                resp.file = None;
+                resp.more = false;
+                finish_framing(out, &mut resp.framing, &mut resp.keep_alive);
+                return Step::Continue;
+            }
+            if !self.write_ready {
+                let when = sh.now + sh.timeouts.write;
+                self.set_deadline(sh, slot, when);
+                return Step::Wait;
+            }
+            let count = want.min(SENDFILE_MAX as u64) as usize;
+            return match rustix::fs::sendfile(
+                &self.stream,
+                &file.file,
+                Some(&mut file.offset),
+                count,
+            ) {
+                Ok(0) => {
+                    // The file is shorter than announced: the body cannot be completed.
+                    resp.file = None;
+                    resp.more = false;
+                    finish_framing(out, &mut resp.framing, &mut resp.keep_alive);
+                    Step::Continue
+                }
+                Ok(n) => {
+                    file.len -= n as u64;
+                    out.body_bytes += n as u64;
+                    if let Framing::Length(left) = &mut resp.framing {
+                        *left -= n as u64;
+                    }
+                    if n < count {
+                        self.write_ready = false;
+                    }
+                    if self.deadline.is_some() {
+                        let when = sh.now + sh.timeouts.write;
+                        self.set_deadline(sh, slot, when);
+                    }
+                    Step::Continue
+                }
+                Err(rustix::io::Errno::AGAIN) => {
+                    self.write_ready = false;
+                    let when = sh.now + sh.timeouts.write;
+                    self.set_deadline(sh, slot, when);
+                    Step::Wait
+                }
+                Err(rustix::io::Errno::INTR) => Step::Continue,
+                Err(_) => Step::Close,
+            };
+        }
+        if let (true, Some(stream)) = (resp.more, resp.stream.as_mut()) {
+            if let Framing::Length(0) = resp.framing {
+                resp.more = false;
+                return Step::Continue;
+            }
+            match app.pull(stream) {
+                Pull::Chunk(chunk) => queue_chunk(out, &mut resp.framing, chunk),
+                Pull::End => {
+                    resp.more = false;
+                    finish_framing(out, &mut resp.framing, &mut resp.keep_alive);
+                }
+                Pull::Failed => {
+                    // Headers are out: cut the connection so the client sees the truncation.
+                    return Step::Close;
+                }
+            }
+            return Step::Continue;
+        }
+        self.finish_response(sh, slot)
+    }
+
+    fn finish_response(&mut self, sh: &mut Shared<A::Chunk>, slot: usize) -> Step {
+        let (Some(work), Some(resp)) = (self.work.as_mut(), self.resp.take()) else {
+            return Step::Close;
+        };
+        if sh.access_log.is_some() {
+            log_access(sh, &self.peer, work, resp.status);
+        }
+        work.consume_request();
+        if !resp.keep_alive || sh.draining {
+            return Step::Close;
+        }
+        self.phase = Phase::Idle;
+        let when = if work.filled == 0 {
+            sh.now + sh.timeouts.keep_alive
+        } else {
+            sh.now + sh.timeouts.header
+        };
+        self.set_deadline(sh, slot, when);
+        Step::Continue
+    }
+}
+
+fn recycle<C: AsRef<[u8]>>(mut work: Box<Work<C>>, sh: &mut Shared<C>) {
+    if sh.pool.len() >= POOL_MAX {
+        return;
+    }
+    work.filled = 0;
+    work.head_parsed = false;
+    work.decoder = None;
+    work.body_file = None;
+    work.out.clear();
+    if work.rbuf.len() > READ_BUFFER * 4 {
+        work.rbuf = vec![0; READ_BUFFER];
+    }
+    if work.body.capacity() > SPILL_THRESHOLD {
+        work.body = Vec::new();
+    }
+    work.body.clear();
+    sh.pool.push(work);
+}
+
+/// Writes queued bytes until done or the socket is full.
+fn flush<C: AsRef<[u8]>>(
+    stream: &mut Stream,
+    out: &mut Output<C>,
+    write_ready: &mut bool,
+) -> io::Result<()> {
+    while !out.is_empty() && *write_ready {
+        match out.write_to(stream) {
+            Ok(_) => {
+                if !out.is_empty() {
+                    // A partial write means the socket buffer is full.
+                    *write_ready = false;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => *write_ready = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn store_body(body: &mut Vec<u8>, body_file: &mut Option<File>, data: &[u8]) -> io::Result<()> {
+    if let Some(f) = body_file.as_mut() {
+        return f.write_all(data);
+    }
+    if body.len() + data.len() > SPILL_THRESHOLD {
+        let mut f = tempfile::tempfile()?;
+        f.write_all(body)?;
+        f.write_all(data)?;
+        body.clear();
+        *body_file = Some(f);
+        return Ok(());
+    }
+    body.extend_from_slice(data);
+    Ok(())
+}
+
+fn queue_chunk<C: AsRef<[u8]>>(out: &mut Output<C>, framing: &mut Framing, chunk: C) {
+    let len = chunk.as_ref().len();
+    if len == 0 {
+        return;
+    }
+    match framing {
+        Framing::NoBody => {}
+        Framing::Length(left) => {
+            let take = (*left).min(len as u64);
+            *left -= take;
+            out.body_bytes += take;
+            out.push_chunk(chunk, take as usize);
+        }
+        Framing::Chunked => {
+            let from = out.own_buffer().len();
+            http1::write_chunk_size(len, out.own_buffer());
+            out.commit_own(from);
+            out.push_chunk(chunk, len);
+            out.push_bytes(b"\r\n");
+            out.body_bytes += len as u64;
+        }
+        Framing::Close => {
+            out.push_chunk(chunk, len);
+            out.body_bytes += len as u64;
+        }
+    }
+}
+
+/// The body is complete: end the chunked framing, or note a short Content-Length body.
+fn finish_framing<C: AsRef<[u8]>>(
+    out: &mut Output<C>,
+    framing: &mut Framing,
+    keep_alive: &mut bool,
+) {
+    match framing {
+        Framing::Chunked => {
+            out.push_bytes(http1::LAST_CHUNK);
+            *framing = Framing::NoBody;
+        }
+        Framing::Length(left) if *left > 0 => {
+            // Fewer bytes than the app announced: only closing tells the client.
+            *keep_alive = false;
+            *framing = Framing::NoBody;
+        }
+        Framing::Close => *keep_alive = false,
+        _ => {}
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        505 => "HTTP Version Not Supported",
+        _ => "Error",
+    }
+}
+
+fn write_refusal<C: AsRef<[u8]>>(out: &mut Output<C>, status: u16, reason: &str, date: &[u8]) {
+    let mut body = String::with_capacity(64);
+    body.push_str(reason_phrase(status));
+    body.push_str(": ");
+    body.push_str(reason);
+    body.push('\n');
+    write_canned(out, status, &body, false, false, date);
+}
+
+/// A complete plain-text response written by the server itself.
+fn write_canned<C: AsRef<[u8]>>(
+    out: &mut Output<C>,
+    status: u16,
+    body: &str,
+    keep_alive: bool,
+    is_head: bool,
+    date: &[u8],
+) {
+    let from = out.own_buffer().len();
+    let buf = out.own_buffer();
+    buf.extend_from_slice(b"HTTP/1.1 ");
+    buf.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+    buf.push(b' ');
+    buf.extend_from_slice(reason_phrase(status).as_bytes());
+    buf.extend_from_slice(b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ");
+    buf.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+    buf.extend_from_slice(b"\r\nDate: ");
+    buf.extend_from_slice(date);
+    if keep_alive {
+        buf.extend_from_slice(b"\r\n\r\n");
+    } else {
+        buf.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
+    }
+    if !is_head {
+        buf.extend_from_slice(body.as_bytes());
+    }
+    out.commit_own(from);
+}
+
+/// One line in combined log format.
+fn log_access<C: AsRef<[u8]>>(sh: &mut Shared<C>, peer: &Peer, work: &Work<C>, status: u16) {
+    let buf = &work.rbuf;
+    let head = &work.head;
+    let header = |name: &[u8]| -> String {
+        head.headers
+            .iter()
+            .find(|h| h.name.of(buf).eq_ignore_ascii_case(name))
+            .map(|h| escape(h.value.of(buf)))
+            .unwrap_or_else(|| "-".to_string())
+    };
+    let version = match head.version {
+        Version::Http10 => "HTTP/1.0",
+        Version::Http11 => "HTTP/1.1",
+    };
+    let bytes = if work.out.body_bytes == 0 {
+        "-".to_string()
+    } else {
+        work.out.body_bytes.to_string()
+    };
+    let line = format!(
+        "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\"\n",
+        if peer.addr.is_empty() {
+            "-"
+        } else {
+            &peer.addr
+        },
+        sh.clock.log_time,
+        escape(head.method.of(buf)),
+        escape(head.target.of(buf)),
+        version,
+        status,
+        bytes,
+        header(b"referer"),
+        header(b"user-agent"),
+    );
+    if let Some(out) = sh.access_log.as_mut() {
+        let _ = out.write_all(line.as_bytes());
+        sh.log_dirty = true;
+    }
+}
+
+/// Log-safe text: quotes, backslashes and non-printable bytes escaped.
+fn escape(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len());
+    for &b in bytes {
+        match b {
+            b'"' => s.push_str("\\\""),
+            b'\\' => s.push_str("\\\\"),
+            0x20..=0x7e => s.push(b as char),
+            _ => s.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    s
+}

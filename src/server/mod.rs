@@ -1,0 +1,458 @@
+//! The event loop of one instance: one mio `Poll`, a token per connection, edge-triggered.
+//!
+//! It reads requests with `http1`, hands complete ones to an [`App`], and writes the
+//! replies back, pulling the next body chunk only when the previous one is written.
+//! It must never touch Python (the app does, behind the `App` trait), never block on a
+//! socket, and never wait for an event while a pipelined request sits in a buffer.
+
+mod conn;
+mod net;
+mod output;
+mod timers;
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant, SystemTime};
+
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::config::Timeouts;
+use crate::http1::{Head, Limits};
+use crate::log;
+
+pub use net::{Listener, Peer};
+pub use output::Output;
+
+use conn::Conn;
+use timers::Timers;
+
+const LISTENER: Token = Token(0);
+const SIGNALS: Token = Token(1);
+const FIRST_CONN: usize = 2;
+
+/// A request whose head and body have fully arrived.
+pub struct Request<'a> {
+    /// The bytes `head`'s spans point into.
+    pub buf: &'a [u8],
+    pub head: &'a Head,
+    pub body: RequestBody<'a>,
+    pub peer: &'a Peer,
+}
+
+pub enum RequestBody<'a> {
+    Memory(&'a [u8]),
+    /// A body too large to keep in memory, spooled to an anonymous file (rewound).
+    File(&'a std::fs::File, u64),
+}
+
+/// A response body that is a real file, sent with `sendfile(2)`.
+pub struct FileBody {
+    pub file: std::fs::File,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// What the app produced for a request, before any byte is sent.
+pub struct Reply<C> {
+    pub status: u16,
+    /// The status text and the app's header lines, each ending in CRLF:
+    /// `200 OK\r\nContent-Type: text/plain\r\n`.
+    pub head: Vec<u8>,
+    /// The app's own Content-Length header, already in `head`.
+    pub content_length: Option<u64>,
+    /// The app asked for `Connection: close`.
+    pub close: bool,
+    /// The app sent its own Date header.
+    pub has_date: bool,
+    /// Body chunks already produced (all of them when the stream is `None`).
+    pub chunks: Vec<C>,
+    /// A file to send after `chunks`, instead of pulling the stream.
+    pub file: Option<FileBody>,
+}
+
+impl<C> Reply<C> {
+    fn new() -> Self {
+        Reply {
+            status: 0,
+            head: Vec::with_capacity(256),
+            content_length: None,
+            close: false,
+            has_date: false,
+            chunks: Vec::with_capacity(4),
+            file: None,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.status = 0;
+        self.head.clear();
+        self.content_length = None;
+        self.close = false;
+        self.has_date = false;
+        self.chunks.clear();
+        self.file = None;
+    }
+}
+
+/// The next piece of a streamed response.
+pub enum Pull<C> {
+    Chunk(C),
+    End,
+    /// The app raised after the headers went out: the connection is cut.
+    Failed,
+}
+
+/// The app failed before producing a response; the server answers 500.
+pub struct AppFailed;
+
+/// What `App::call` hands back besides the reply.
+pub struct Called<S> {
+    /// Released (dropped) once the response is completely sent or abandoned.
+    pub stream: Option<S>,
+    /// Whether more chunks are to be pulled from `stream`; when false, `Reply::chunks`
+    /// (and `Reply::file`) hold the whole body.
+    pub more: bool,
+}
+
+/// What the server calls. Dropping a `Stream` must release it (WSGI: call `close()`).
+pub trait App {
+    type Chunk: AsRef<[u8]>;
+    type Stream;
+
+    /// Runs the app for one request, filling `reply`.
+    fn call(
+        &mut self,
+        request: &Request<'_>,
+        reply: &mut Reply<Self::Chunk>,
+    ) -> Result<Called<Self::Stream>, AppFailed>;
+
+    /// Pulls the next chunk of a streamed body.
+    fn pull(&mut self, stream: &mut Self::Stream) -> Pull<Self::Chunk>;
+
+    /// Runs `f` (the wait for events) with the app's lock released.
+    fn unlocked<R: Send, F: FnOnce() -> R + Send>(&mut self, f: F) -> R;
+}
+
+pub struct Settings {
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    pub max_connections: usize,
+    pub access_log: Option<Box<dyn Write>>,
+    /// Where heartbeats go when a launcher supervises this instance.
+    pub heartbeat: Option<UnixDatagram>,
+    /// Read end of the pipe the stop-signal handlers write to.
+    pub signals: std::os::unix::net::UnixStream,
+}
+
+/// The `Date` header value and the access-log time, remade once a second.
+pub(crate) struct Clock {
+    second: u64,
+    date: Vec<u8>,
+    log_time: String,
+}
+
+impl Clock {
+    fn new() -> Self {
+        let mut clock = Clock {
+            second: u64::MAX,
+            date: Vec::new(),
+            log_time: String::new(),
+        };
+        clock.tick();
+        clock
+    }
+
+    fn tick(&mut self) {
+        let now = SystemTime::now();
+        let second = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if second == self.second {
+            return;
+        }
+        self.second = second;
+        let text = httpdate::fmt_http_date(now);
+        self.date.clear();
+        self.date.extend_from_slice(text.as_bytes());
+        // "Sun, 22 Nov 2026 03:05:19 GMT" -> "22/Nov/2026:03:05:19 +0000"
+        self.log_time = match (
+            text.get(5..7),
+            text.get(8..11),
+            text.get(12..16),
+            text.get(17..25),
+        ) {
+            (Some(d), Some(m), Some(y), Some(t)) => format!("{d}/{m}/{y}:{t} +0000"),
+            _ => text,
+        };
+    }
+}
+
+/// State every connection's handling shares.
+pub(crate) struct Shared<C> {
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    pub clock: Clock,
+    pub now: Instant,
+    pub timers: Timers,
+    pub pool: Vec<Box<conn::Work<C>>>,
+    pub reply: Reply<C>,
+    pub access_log: Option<Box<dyn Write>>,
+    pub log_dirty: bool,
+    pub draining: bool,
+    pub requests_served: u64,
+}
+
+/// Serves until a stop signal and the drain after it. Returns once every connection is
+/// closed (or the graceful timeout ran out).
+pub fn run<A: App>(app: &mut A, listener: Listener, settings: Settings) -> io::Result<()> {
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(1024);
+    let mut listener = Some(listener);
+    if let Some(l) = listener.as_mut() {
+        l.register(poll.registry(), LISTENER)?;
+    }
+    settings.signals.set_nonblocking(true)?;
+    let mut signals = mio::net::UnixStream::from_std(settings.signals);
+    poll.registry()
+        .register(&mut signals, SIGNALS, Interest::READABLE)?;
+
+    let mut conns: Slab<Conn<A>> = Slab::with_capacity(1024);
+    let mut shared = Shared {
+        limits: settings.limits,
+        timeouts: settings.timeouts,
+        clock: Clock::new(),
+        now: Instant::now(),
+        timers: Timers::default(),
+        pool: Vec::new(),
+        reply: Reply::new(),
+        access_log: settings.access_log,
+        log_dirty: false,
+        draining: false,
+        requests_served: 0,
+    };
+    let max_connections = settings.max_connections;
+    let heartbeat = settings.heartbeat;
+    let mut last_heartbeat: Option<Instant> = None;
+    let mut listener_ready = true;
+    let mut accept_paused_until: Option<Instant> = None;
+    let mut drain_deadline: Option<Instant> = None;
+    let mut serial: u64 = 0;
+    // Connections with work left that no event will announce (a step budget ran out).
+    let mut again: Vec<usize> = Vec::new();
+    let mut again_next: Vec<usize> = Vec::new();
+
+    loop {
+        // Heartbeat: proves to the launcher that the loop turns.
+        if let Some(hb) = &heartbeat {
+            if last_heartbeat.is_none_or(|t| shared.now.duration_since(t) >= Duration::from_secs(1))
+            {
+                let msg = format!("hb {} {}", shared.requests_served, conns.len());
+                let _ = hb.send(msg.as_bytes());
+                last_heartbeat = Some(shared.now);
+            }
+        }
+        if let Some(out) = shared.access_log.as_mut() {
+            if shared.log_dirty {
+                let _ = out.flush();
+                shared.log_dirty = false;
+            }
+        }
+        if shared.draining && (conns.is_empty() || drain_deadline.is_some_and(|d| shared.now >= d))
+        {
+            break;
+        }
+
+        let mut wake = shared.timers.next();
+        for t in [accept_paused_until, drain_deadline].into_iter().flatten() {
+            wake = Some(wake.map_or(t, |w| w.min(t)));
+        }
+        let mut timeout = wake.map(|w| w.saturating_duration_since(Instant::now()));
+        if heartbeat.is_some() {
+            timeout =
+                Some(timeout.map_or(Duration::from_secs(1), |t| t.min(Duration::from_secs(1))));
+        }
+        if !again.is_empty() {
+            timeout = Some(Duration::ZERO);
+        }
+        let polled = app.unlocked(|| poll.poll(&mut events, timeout));
+        if let Err(e) = polled {
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        shared.now = Instant::now();
+        shared.clock.tick();
+
+        for event in events.iter() {
+            match event.token() {
+                LISTENER => listener_ready = true,
+                SIGNALS => {
+                    let mut buf = [0u8; 16];
+                    let mut count = 0;
+                    while let Ok(n) = signals.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        count += n;
+                    }
+                    if count == 0 {
+                        continue;
+                    }
+                    if shared.draining || count > 1 {
+                        log::info("second stop signal: exiting now");
+                        return Ok(());
+                    }
+                    let in_flight = conns.iter().filter(|(_, c)| !c.is_idle()).count();
+                    log::info(&format!(
+                        "stop signal: no longer accepting; waiting up to {}s for {in_flight} in-flight request(s)",
+                        shared.timeouts.graceful.as_secs()
+                    ));
+                    shared.draining = true;
+                    drain_deadline = Some(shared.now + shared.timeouts.graceful);
+                    if let Some(mut l) = listener.take() {
+                        let _ = l.deregister(poll.registry());
+                    }
+                    let idle: Vec<usize> = conns
+                        .iter()
+                        .filter(|(_, c)| c.is_idle())
+                        .map(|(k, _)| k)
+                        .collect();
+                    for slot in idle {
+                        close_conn(&mut conns, &mut shared, &poll, slot);
+                    }
+                }
+                Token(t) => {
+                    let slot = t - FIRST_CONN;
+                    let Some(conn) = conns.get_mut(slot) else {
+                        continue;
+                    };
+                    if event.is_readable() || event.is_read_closed() || event.is_error() {
+                        conn.read_ready = true;
+                    }
+                    if event.is_writable() || event.is_write_closed() || event.is_error() {
+                        conn.write_ready = true;
+                    }
+                    drive_slot(app, &mut conns, &mut shared, &poll, slot, &mut again_next);
+                }
+            }
+        }
+
+        for slot in std::mem::take(&mut again) {
+            if conns.contains(slot) {
+                drive_slot(app, &mut conns, &mut shared, &poll, slot, &mut again_next);
+            }
+        }
+        std::mem::swap(&mut again, &mut again_next);
+
+        // Timeouts.
+        while let Some((_, slot, conn_serial)) = shared.timers.pop_due(shared.now) {
+            let Some(conn) = conns.get_mut(slot) else {
+                continue;
+            };
+            if conn.serial != conn_serial {
+                continue;
+            }
+            conn.scheduled = None;
+            match conn.deadline {
+                Some(d) if d <= shared.now => {
+                    conn.on_timeout(&mut shared);
+                    close_conn(&mut conns, &mut shared, &poll, slot);
+                }
+                Some(d) => {
+                    conn.scheduled = Some(d);
+                    shared.timers.push(d, slot, conn_serial);
+                }
+                None => {}
+            }
+        }
+
+        // Accept new connections.
+        if accept_paused_until.is_some_and(|t| shared.now >= t) {
+            accept_paused_until = None;
+            listener_ready = true;
+        }
+        if let Some(l) = listener.as_mut() {
+            while listener_ready && accept_paused_until.is_none() && conns.len() < max_connections {
+                match l.accept() {
+                    Ok((stream, peer)) => {
+                        serial += 1;
+                        let entry = conns.vacant_entry();
+                        let slot = entry.key();
+                        let mut conn = Conn::new(stream, peer, serial);
+                        if let Err(e) = conn.register(poll.registry(), Token(slot + FIRST_CONN)) {
+                            log::warn(&format!("cannot watch a new connection: {e}"));
+                            continue;
+                        }
+                        entry.insert(conn);
+                        let when = shared.now + shared.timeouts.header;
+                        if let Some(c) = conns.get_mut(slot) {
+                            c.set_deadline(&mut shared, slot, when);
+                        }
+                        drive_slot(app, &mut conns, &mut shared, &poll, slot, &mut again);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => listener_ready = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if is_out_of_resources(&e) => {
+                        log::warn(&format!(
+                            "accept failed ({e}); pausing accepts for 100 ms with {} connections open",
+                            conns.len()
+                        ));
+                        accept_paused_until = Some(shared.now + Duration::from_millis(100));
+                    }
+                    // The peer went away between SYN and accept, or similar: try the next.
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+    // Dropping the connections releases every response still in progress.
+    for mut conn in conns.drain() {
+        conn.deregister(poll.registry());
+    }
+    if let Some(out) = shared.access_log.as_mut() {
+        let _ = out.flush();
+    }
+    Ok(())
+}
+
+fn is_out_of_resources(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(code) if code == rustix::io::Errno::MFILE.raw_os_error()
+            || code == rustix::io::Errno::NFILE.raw_os_error()
+            || code == rustix::io::Errno::NOBUFS.raw_os_error()
+            || code == rustix::io::Errno::NOMEM.raw_os_error()
+    )
+}
+
+fn drive_slot<A: App>(
+    app: &mut A,
+    conns: &mut Slab<Conn<A>>,
+    shared: &mut Shared<A::Chunk>,
+    poll: &Poll,
+    slot: usize,
+    again: &mut Vec<usize>,
+) {
+    let Some(conn) = conns.get_mut(slot) else {
+        return;
+    };
+    match conn.drive(app, shared, slot) {
+        conn::Drive::Wait => {}
+        conn::Drive::Again => again.push(slot),
+        conn::Drive::Close => close_conn(conns, shared, poll, slot),
+    }
+}
+
+fn close_conn<A: App>(
+    conns: &mut Slab<Conn<A>>,
+    shared: &mut Shared<A::Chunk>,
+    poll: &Poll,
+    slot: usize,
+) {
+    if let Some(mut conn) = conns.try_remove(slot) {
+        conn.deregister(poll.registry());
+        conn.release(shared);
+    }
+}

@@ -1,0 +1,139 @@
+//! Sockets the event loop serves: TCP or Unix-domain listeners and streams.
+//!
+//! Only wraps mio's types behind one enum each; no protocol logic here.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+
+use mio::{Interest, Registry, Token};
+
+pub enum Listener {
+    Tcp(mio::net::TcpListener),
+    Unix(mio::net::UnixListener),
+}
+
+/// The client end as the app sees it (REMOTE_ADDR, REMOTE_PORT).
+pub struct Peer {
+    pub addr: String,
+    pub port: String,
+}
+
+impl Listener {
+    pub fn from_std_tcp(l: std::net::TcpListener) -> io::Result<Listener> {
+        l.set_nonblocking(true)?;
+        Ok(Listener::Tcp(mio::net::TcpListener::from_std(l)))
+    }
+
+    pub fn from_std_unix(l: std::os::unix::net::UnixListener) -> io::Result<Listener> {
+        l.set_nonblocking(true)?;
+        Ok(Listener::Unix(mio::net::UnixListener::from_std(l)))
+    }
+
+    pub(crate) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => registry.register(l, token, Interest::READABLE),
+            Listener::Unix(l) => registry.register(l, token, Interest::READABLE),
+        }
+    }
+
+    pub(crate) fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => registry.deregister(l),
+            Listener::Unix(l) => registry.deregister(l),
+        }
+    }
+
+    pub(crate) fn accept(&mut self) -> io::Result<(Stream, Peer)> {
+        match self {
+            Listener::Tcp(l) => {
+                let (s, addr) = l.accept()?;
+                // Small responses go out at once; a failure here only costs latency.
+                let _ = s.set_nodelay(true);
+                Ok((
+                    Stream::Tcp(s),
+                    Peer {
+                        addr: addr.ip().to_string(),
+                        port: addr.port().to_string(),
+                    },
+                ))
+            }
+            Listener::Unix(l) => {
+                let (s, _) = l.accept()?;
+                Ok((
+                    Stream::Unix(s),
+                    Peer {
+                        addr: String::new(),
+                        port: String::new(),
+                    },
+                ))
+            }
+        }
+    }
+}
+
+pub enum Stream {
+    Tcp(mio::net::TcpStream),
+    Unix(mio::net::UnixStream),
+}
+
+impl Stream {
+    pub(crate) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        match self {
+            Stream::Tcp(s) => registry.register(s, token, interest),
+            Stream::Unix(s) => registry.register(s, token, interest),
+        }
+    }
+
+    pub(crate) fn deregister(&mut self, registry: &Registry) {
+        let _ = match self {
+            Stream::Tcp(s) => registry.deregister(s),
+            Stream::Unix(s) => registry.deregister(s),
+        };
+    }
+
+    pub(crate) fn shutdown_write(&self) {
+        let _ = match self {
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+        };
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write_vectored(bufs),
+            Stream::Unix(s) => s.write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(s) => s.as_fd(),
+            Stream::Unix(s) => s.as_fd(),
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! Building the WSGI environ dict for a request (PEP 3333).
+//!
+//! Key strings are created once; each request copies a template dict holding the
+//! constant entries and adds the request's own. Common header names map straight to
+//! cached keys. It must never hand the app a header whose name has an underscore (it
+//! could pose as a dashed one) nor a trailer.
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
+
+use crate::http1::{self, Version};
+use crate::server::{Request, RequestBody};
+
+/// Header names common enough to deserve a cached `HTTP_*` key (lower-case).
+const COMMON_HEADERS: &[&str] = &[
+    "host",
+    "user-agent",
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "connection",
+    "cookie",
+    "referer",
+    "cache-control",
+    "origin",
+    "authorization",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+    "x-requested-with",
+    "if-none-match",
+    "if-modified-since",
+    "pragma",
+    "upgrade-insecure-requests",
+    "sec-fetch-site",
+    "sec-fetch-mode",
+    "sec-fetch-dest",
+    "sec-fetch-user",
+    "dnt",
+    "te",
+    "transfer-encoding",
+    "expect",
+    "range",
+    "keep-alive",
+];
+
+const METHODS: &[&str] = &["GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"];
+
+/// Strings and objects made once per instance.
+pub struct Environ {
+    template: Py<PyDict>,
+    request_method: Py<PyString>,
+    path_info: Py<PyString>,
+    query_string: Py<PyString>,
+    server_protocol: Py<PyString>,
+    remote_addr: Py<PyString>,
+    remote_port: Py<PyString>,
+    content_type: Py<PyString>,
+    content_length: Py<PyString>,
+    wsgi_input: Py<PyString>,
+    http10: Py<PyString>,
+    http11: Py<PyString>,
+    empty: Py<PyString>,
+    methods: Vec<Py<PyString>>,
+    header_keys: Vec<Py<PyString>>,
+    bytes_io: Py<PyAny>,
+    open: Py<PyAny>,
+    root_path: Vec<u8>,
+    /// Scratch for percent-decoding and key building.
+    scratch: Vec<u8>,
+}
+
+/// Constant entries of every environ.
+pub struct Constants<'a> {
+    pub root_path: &'a str,
+    pub server_name: &'a str,
+    pub server_port: &'a str,
+    pub multiprocess: bool,
+    pub file_wrapper: Bound<'a, PyAny>,
+}
+
+fn key(py: Python<'_>, s: &str) -> Py<PyString> {
+    PyString::intern(py, s).unbind()
+}
+
+impl Environ {
+    pub fn new(py: Python<'_>, c: Constants<'_>) -> PyResult<Environ> {
+        let template = PyDict::new(py);
+        template.set_item(key(py, "SCRIPT_NAME"), c.root_path)?;
+        template.set_item(key(py, "SERVER_NAME"), c.server_name)?;
+        template.set_item(key(py, "SERVER_PORT"), c.server_port)?;
+        template.set_item(
+            key(py, "SERVER_SOFTWARE"),
+            concat!("evserve/", env!("CARGO_PKG_VERSION")),
+        )?;
+        template.set_item(key(py, "wsgi.version"), PyTuple::new(py, [1, 0])?)?;
+        template.set_item(key(py, "wsgi.url_scheme"), "http")?;
+        template.set_item(key(py, "wsgi.errors"), py.import("sys")?.getattr("stderr")?)?;
+        template.set_item(key(py, "wsgi.multithread"), false)?;
+        template.set_item(key(py, "wsgi.multiprocess"), c.multiprocess)?;
+        template.set_item(key(py, "wsgi.run_once"), false)?;
+        template.set_item(key(py, "wsgi.input_terminated"), true)?;
+        template.set_item(key(py, "wsgi.file_wrapper"), c.file_wrapper)?;
+        let header_keys = COMMON_HEADERS
+            .iter()
+            .map(|name| key(py, &cgi_name(name.as_bytes())))
+            .collect();
+        let io = py.import("io")?;
+        Ok(Environ {
+            template: template.unbind(),
+            request_method: key(py, "REQUEST_METHOD"),
+            path_info: key(py, "PATH_INFO"),
+            query_string: key(py, "QUERY_STRING"),
+            server_protocol: key(py, "SERVER_PROTOCOL"),
+            remote_addr: key(py, "REMOTE_ADDR"),
+            remote_port: key(py, "REMOTE_PORT"),
+            content_type: key(py, "CONTENT_TYPE"),
+            content_length: key(py, "CONTENT_LENGTH"),
+            wsgi_input: key(py, "wsgi.input"),
+            http10: key(py, "HTTP/1.0"),
+            http11: key(py, "HTTP/1.1"),
+            empty: key(py, ""),
+            methods: METHODS.iter().map(|m| key(py, m)).collect(),
+            header_keys,
+            bytes_io: io.getattr("BytesIO")?.unbind(),
+            open: io.getattr("open")?.unbind(),
+            root_path: c.root_path.as_bytes().to_vec(),
+            scratch: Vec::with_capacity(256),
+        })
+    }
+
+    /// The environ for one request.
+    pub fn build<'py>(
+        &mut self,
+        py: Python<'py>,
+        req: &Request<'_>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let buf = req.buf;
+        let head = req.head;
+        let env = self.template.bind(py).copy()?;
+
+        let method = head.method.of(buf);
+        match METHODS.iter().position(|m| m.as_bytes() == method) {
+            Some(i) => env.set_item(&self.request_method, &self.methods[i])?,
+            None => env.set_item(&self.request_method, latin1(py, method))?,
+        }
+
+        http1::percent_decode(head.path.of(buf), &mut self.scratch);
+        let mut path: &[u8] = &self.scratch;
+        if !self.root_path.is_empty()
+            && path.starts_with(&self.root_path)
+            && matches!(path.get(self.root_path.len()), None | Some(b'/'))
+        {
+            path = &path[self.root_path.len()..];
+        }
+        env.set_item(&self.path_info, latin1(py, path))?;
+
+        let query = head.query.of(buf);
+        if query.is_empty() {
+            env.set_item(&self.query_string, &self.empty)?;
+        } else {
+            env.set_item(&self.query_string, latin1(py, query))?;
+        }
+        env.set_item(
+            &self.server_protocol,
+            match head.version {
+                Version::Http10 => &self.http10,
+                Version::Http11 => &self.http11,
+            },
+        )?;
+        env.set_item(&self.remote_addr, PyString::new(py, &req.peer.addr))?;
+        env.set_item(&self.remote_port, PyString::new(py, &req.peer.port))?;
+
+        for header in &head.headers {
+            let name = header.name.of(buf);
+            if name.contains(&b'_') {
+                continue;
+            }
+            let value = latin1(py, header.value.of(buf));
+            if name.eq_ignore_ascii_case(b"content-type") {
+                env.set_item(&self.content_type, value)?;
+                continue;
+            }
+            if name.eq_ignore_ascii_case(b"content-length") {
+                env.set_item(&self.content_length, value)?;
+                continue;
+            }
+            let key = match common_header(name) {
+                Some(i) => self.header_keys[i].bind(py).clone(),
+                None => {
+                    self.scratch.clear();
+                    self.scratch.extend_from_slice(b"HTTP_");
+                    self.scratch.extend(name.iter().map(|&b| match b {
+                        b'-' => b'_',
+                        _ => b.to_ascii_uppercase(),
+                    }));
+                    latin1(py, &self.scratch)
+                }
+            };
+            match env.get_item(&key)? {
+                // Repeated field: one value, joined as RFC 9110 5.3 allows.
+                Some(previous) => {
+                    let joined = format!("{}, {}", previous.str()?.to_str()?, value.to_str()?);
+                    env.set_item(key, joined)?;
+                }
+                None => env.set_item(key, value)?,
+            }
+        }
+
+        let body_len = match req.body {
+            RequestBody::Memory(data) => data.len() as u64,
+            RequestBody::File(_, len) => len,
+        };
+        if head.body == http1::BodyKind::Chunked {
+            // The body was de-chunked before the app runs, so its length is known.
+            env.set_item(&self.content_length, body_len.to_string())?;
+        }
+        let input = match req.body {
+            RequestBody::Memory(data) if data.is_empty() => self.bytes_io.bind(py).call0()?,
+            RequestBody::Memory(data) => self.bytes_io.bind(py).call1((PyBytes::new(py, data),))?,
+            RequestBody::File(file, _) => {
+                let fd = file.try_clone().map_err(PyErr::from)?;
+                let raw = std::os::fd::IntoRawFd::into_raw_fd(fd);
+                self.open.bind(py).call1((raw, "rb"))?
+            }
+        };
+        env.set_item(&self.wsgi_input, input)?;
+        Ok(env)
+    }
+}
+
+/// `HTTP_` + upper-cased name with dashes as underscores.
+fn cgi_name(name: &[u8]) -> String {
+    let mut key = String::from("HTTP_");
+    key.extend(name.iter().map(|&b| match b {
+        b'-' => '_',
+        _ => b.to_ascii_uppercase() as char,
+    }));
+    key
+}
+
+fn common_header(name: &[u8]) -> Option<usize> {
+    COMMON_HEADERS
+        .iter()
+        .position(|h| h.len() == name.len() && h.as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// Bytes as a str, one character per byte (latin-1), as PEP 3333 requires.
+pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        if s.is_ascii() {
+            return PyString::new(py, s);
+        }
+    }
+    // SAFETY: the pointer and length describe `bytes`, alive for the call; latin-1
+    // decoding cannot fail, and a NULL result (out of memory) is turned into a Python
+    // error by `from_owned_ptr_or_err`'s check below.
+    unsafe {
+        let ptr = ffi::PyUnicode_DecodeLatin1(
+            bytes.as_ptr().cast(),
+            bytes.len() as ffi::Py_ssize_t,
+            std::ptr::null(),
+        );
+        match Bound::from_owned_ptr_or_err(py, ptr) {
+            Ok(obj) => obj.cast_into_unchecked(),
+            Err(_) => PyString::new(py, ""),
+        }
+    }
+}

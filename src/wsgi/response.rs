@@ -1,0 +1,344 @@
+//! The response side of WSGI: `start_response`, `write()`, `wsgi.file_wrapper`, the
+//! body chunks handed to the server, and the handle that calls `close()`.
+//!
+//! It must never send anything itself (the server does) and never let an app's bad
+//! status or header reach the wire: those become errors the server answers with 500.
+
+use pyo3::exceptions::{PyAssertionError, PyStopIteration, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+
+use crate::http1;
+
+/// The `start_response` callable of one request.
+#[pyclass(module = "evserve")]
+pub struct StartResponse {
+    pub status: Option<Py<PyAny>>,
+    pub headers: Option<Py<PyAny>>,
+    /// Set once the headers are committed (sent, or about to be): a later call with
+    /// `exc_info` re-raises instead of replacing them.
+    pub sent: bool,
+    /// Data given to `write()`, sent before the iterable's chunks.
+    pub written: Vec<Py<PyBytes>>,
+}
+
+impl StartResponse {
+    pub fn new() -> Self {
+        StartResponse {
+            status: None,
+            headers: None,
+            sent: false,
+            written: Vec::new(),
+        }
+    }
+}
+
+#[pymethods]
+impl StartResponse {
+    #[pyo3(signature = (status, headers, exc_info = None))]
+    fn __call__(
+        slf: &Bound<'_, Self>,
+        status: Bound<'_, PyAny>,
+        headers: Bound<'_, PyAny>,
+        exc_info: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        {
+            let mut this = slf.borrow_mut();
+            match exc_info.filter(|e| !e.is_none()) {
+                Some(exc_info) => {
+                    if this.sent {
+                        // PEP 3333: too late to change the response; re-raise the error.
+                        let tuple = exc_info.cast::<PyTuple>()?;
+                        let value = tuple.get_item(1)?;
+                        let traceback = tuple.get_item(2)?;
+                        let err = PyErr::from_value(value);
+                        if !traceback.is_none() {
+                            err.set_traceback(py, Some(traceback.cast_into()?));
+                        }
+                        return Err(err);
+                    }
+                }
+                None => {
+                    if this.status.is_some() {
+                        return Err(PyAssertionError::new_err(
+                            "start_response() called a second time without exc_info",
+                        ));
+                    }
+                }
+            }
+            if !status.is_instance_of::<PyString>() {
+                return Err(PyTypeError::new_err(format!(
+                    "status must be a str, not {}",
+                    status.get_type().name()?
+                )));
+            }
+            this.status = Some(status.unbind());
+            this.headers = Some(headers.unbind());
+        }
+        Ok(slf.getattr("write")?.unbind())
+    }
+
+    /// The legacy `write()` callable (PEP 3333): data goes out before the iterable's.
+    fn write(&mut self, data: Bound<'_, PyAny>) -> PyResult<()> {
+        if self.status.is_none() {
+            return Err(PyAssertionError::new_err(
+                "write() called before start_response()",
+            ));
+        }
+        let bytes = data.cast_into::<PyBytes>().map_err(|e| {
+            PyTypeError::new_err(format!(
+                "write() takes bytes, not {}",
+                e.into_inner()
+                    .get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        })?;
+        self.sent = true;
+        self.written.push(bytes.unbind());
+        Ok(())
+    }
+}
+
+/// `wsgi.file_wrapper`: real files go out with sendfile, others are read in blocks.
+#[pyclass(module = "evserve")]
+pub struct FileWrapper {
+    #[pyo3(get)]
+    pub filelike: Py<PyAny>,
+    #[pyo3(get)]
+    pub blksize: usize,
+}
+
+#[pymethods]
+impl FileWrapper {
+    #[new]
+    #[pyo3(signature = (filelike, blksize = 8192))]
+    fn new(filelike: Py<PyAny>, blksize: usize) -> Self {
+        FileWrapper {
+            filelike,
+            blksize: blksize.max(1),
+        }
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let data = self
+            .filelike
+            .bind(py)
+            .call_method1("read", (self.blksize,))?;
+        if data.is_truthy()? {
+            Ok(data.unbind())
+        } else {
+            Err(PyStopIteration::new_err(()))
+        }
+    }
+
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let filelike = self.filelike.bind(py);
+        if filelike.hasattr("close")? {
+            filelike.call_method0("close")?;
+        }
+        Ok(())
+    }
+}
+
+/// A body chunk the app produced, written straight from the bytes object's memory.
+pub struct Chunk(Py<PyBytes>);
+
+impl Chunk {
+    pub fn new(bytes: Bound<'_, PyBytes>) -> Chunk {
+        Chunk(bytes.unbind())
+    }
+}
+
+impl AsRef<[u8]> for Chunk {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: a bytes object is immutable and `self.0` keeps it alive for as long as
+        // the returned slice borrows `self`; reading its buffer needs no interpreter
+        // lock, and PyBytes_AsString/Size cannot fail on an exact bytes object.
+        unsafe {
+            let ptr = self.0.as_ptr();
+            let data = pyo3::ffi::PyBytes_AsString(ptr);
+            let len = pyo3::ffi::PyBytes_Size(ptr);
+            if data.is_null() || len <= 0 {
+                return &[];
+            }
+            std::slice::from_raw_parts(data.cast::<u8>(), len as usize)
+        }
+    }
+}
+
+/// A response in progress. Dropping it calls the iterable's `close()`, always.
+pub struct Stream {
+    /// The iterator chunks are pulled from (None when the body was a list or a file).
+    pub iter: Option<Py<PyAny>>,
+    /// The object whose `close()` is due (None for plain lists and tuples).
+    pub closeable: Option<Py<PyAny>>,
+    pub start_response: Py<StartResponse>,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        let Some(closeable) = self.closeable.take() else {
+            return;
+        };
+        Python::attach(|py| {
+            let obj = closeable.bind(py);
+            match obj.getattr("close") {
+                Ok(close) => {
+                    if let Err(e) = close.call0() {
+                        crate::log::error("the response iterable's close() raised:");
+                        e.display(py);
+                    }
+                }
+                Err(e) if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(py) => {}
+                Err(e) => e.display(py),
+            }
+        });
+    }
+}
+
+/// Why a response cannot be sent as the app gave it.
+pub enum Invalid {
+    Python(PyErr),
+    Message(String),
+}
+
+impl From<PyErr> for Invalid {
+    fn from(e: PyErr) -> Self {
+        Invalid::Python(e)
+    }
+}
+
+/// What the header list said that the server needs to know.
+#[derive(Default)]
+pub struct HeadFacts {
+    pub status: u16,
+    pub content_length: Option<u64>,
+    pub close: bool,
+    pub has_date: bool,
+}
+
+/// A str as latin-1 bytes, appended to `out`.
+fn push_latin1(out: &mut Vec<u8>, s: &Bound<'_, PyAny>, what: &str) -> Result<(), Invalid> {
+    let s = s
+        .cast::<PyString>()
+        .map_err(|_| Invalid::Message(format!("{what} must be a str")))?;
+    let text = s.to_cow()?;
+    if text.is_ascii() {
+        out.extend_from_slice(text.as_bytes());
+        return Ok(());
+    }
+    for ch in text.chars() {
+        let code = ch as u32;
+        if code > 0xff {
+            return Err(Invalid::Message(format!(
+                "{what} {text:?} has a character outside latin-1"
+            )));
+        }
+        out.push(code as u8);
+    }
+    Ok(())
+}
+
+/// Writes `STATUS\r\n` and the app's header lines into `out`, checking every byte.
+pub fn serialize_head(
+    start_response: &StartResponse,
+    py: Python<'_>,
+    out: &mut Vec<u8>,
+) -> Result<HeadFacts, Invalid> {
+    let (Some(status), Some(headers)) = (&start_response.status, &start_response.headers) else {
+        return Err(Invalid::Message(
+            "the app returned without calling start_response()".into(),
+        ));
+    };
+    let mut facts = HeadFacts::default();
+    let start = out.len();
+    push_latin1(out, status.bind(py), "status")?;
+    facts.status = http1::parse_status(&out[start..]).ok_or_else(|| {
+        Invalid::Message(format!(
+            "bad status line {:?} (want e.g. '200 OK')",
+            String::from_utf8_lossy(&out[start..])
+        ))
+    })?;
+    out.extend_from_slice(b"\r\n");
+    let headers = headers.bind(py);
+    let items: Vec<Bound<'_, PyAny>> = if let Ok(list) = headers.cast::<PyList>() {
+        list.iter().collect()
+    } else if let Ok(tuple) = headers.cast::<PyTuple>() {
+        tuple.iter().collect()
+    } else {
+        return Err(Invalid::Message(
+            "response headers must be a list of tuples".into(),
+        ));
+    };
+    for item in items {
+        let pair = item.cast::<PyTuple>().map_err(|_| {
+            Invalid::Message("each response header must be a (name, value) tuple".into())
+        })?;
+        if pair.len() != 2 {
+            return Err(Invalid::Message(
+                "each response header must be a (name, value) tuple".into(),
+            ));
+        }
+        let line = out.len();
+        push_latin1(out, &pair.get_item(0)?, "header name")?;
+        let name_end = out.len();
+        if !http1::valid_header_name(&out[line..name_end]) {
+            return Err(Invalid::Message(format!(
+                "bad header name {:?}",
+                String::from_utf8_lossy(&out[line..name_end])
+            )));
+        }
+        out.extend_from_slice(b": ");
+        let value_start = out.len();
+        push_latin1(out, &pair.get_item(1)?, "header value")?;
+        if !http1::valid_header_value(&out[value_start..]) {
+            return Err(Invalid::Message(format!(
+                "bad value for header {:?}",
+                String::from_utf8_lossy(&out[line..name_end])
+            )));
+        }
+        let name = &out[line..name_end];
+        let value = &out[value_start..];
+        let mut keep = true;
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let text = std::str::from_utf8(value).unwrap_or("").trim();
+            let n = text
+                .parse::<u64>()
+                .ok()
+                .filter(|_| text.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or_else(|| Invalid::Message(format!("bad Content-Length {text:?}")))?;
+            if facts.content_length.is_some_and(|m| m != n) {
+                return Err(Invalid::Message(
+                    "two different Content-Length headers".into(),
+                ));
+            }
+            keep = facts.content_length.is_none();
+            facts.content_length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            // The server frames the connection itself; it honours a request to close.
+            facts.close |= value
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+            keep = false;
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding")
+            || name.eq_ignore_ascii_case(b"keep-alive")
+        {
+            keep = false;
+        } else if name.eq_ignore_ascii_case(b"date") {
+            facts.has_date = true;
+        }
+        if keep {
+            out.extend_from_slice(b"\r\n");
+        } else {
+            out.truncate(line);
+        }
+    }
+    Ok(facts)
+}
