@@ -479,7 +479,9 @@ def _which(name):
 
 def run_scenario(scenario, args, ports, logdir, peer_status, notes):
     print("\n== %s: %s" % (scenario.name, scenario.title), flush=True)
-    servers = [s for s in scenario.servers if not args.servers or s.name.split()[0] in args.servers]
+    servers = [
+        s for s in scenario.servers if not args.servers or any(s.name.startswith(t) for t in args.servers)
+    ]
     running, result = [], {}
     try:
         for server in servers:
@@ -723,40 +725,46 @@ def write_chart(path, results):
                 if s and results[scenario.name][n]["multi"] == multi
             }
             if multi and vals:
-                vals["bjoern"] = (1.0, 1.0)
+                vals = {"bjoern": (1.0, 1.0), **vals}
             if vals:
-                groups.append((scenario.name + (" (2 procs)" if multi else ""), vals))
+                groups.append((scenario.name + (", 2 processes\n(vs 1 bjoern)" if multi else ""), vals))
     if not groups:
         return False
     names = []
     for _, vals in groups:
         names += [n for n in vals if n not in names]
-    fig, axes = plt.subplots(2, 1, figsize=(13, 8.5))
-    width = 0.8 / len(names)
+    fig, axes = plt.subplots(2, 1, figsize=(13, 9))
     cmap = plt.get_cmap("tab20")
-    for ax, idx, title in (
-        (axes[0], 0, "requests/s relative to bjoern (higher is better)"),
-        (axes[1], 1, "server CPU per request relative to bjoern (lower is better)"),
+    colors = {name: cmap(i % 20) for i, name in enumerate(names)}
+    for ax, idx, title, cap in (
+        (axes[0], 0, "requests/s relative to bjoern (higher is better)", 2.5),
+        (axes[1], 1, "server CPU time per request relative to bjoern (lower is better)", 3.0),
     ):
-        for i, name in enumerate(names):
-            xs = [g for g, (_, vals) in enumerate(groups) if name in vals]
-            ys = [groups[g][1][name][idx] for g in xs]
-            ax.bar(
-                [x - 0.4 + width * (i + 0.5) for x in xs],
-                ys,
-                width,
-                label=name,
-                color=cmap(i % 20),
-                edgecolor="black" if name.startswith("evserve") else None,
-                linewidth=1.2,
-            )
+        labelled = set()
+        for g, (_, vals) in enumerate(groups):
+            width = 0.84 / len(vals)
+            for j, (name, pair) in enumerate(vals.items()):
+                x, y = g - 0.42 + width * (j + 0.5), pair[idx]
+                ax.bar(
+                    x,
+                    min(y, cap),
+                    width,
+                    label=None if name in labelled else name,
+                    color=colors[name],
+                    edgecolor="black" if name.startswith("evserve") else "none",
+                    linewidth=1.5,
+                )
+                labelled.add(name)
+                if y > cap:  # clipped: say how far it goes
+                    ax.text(x, cap, "%.0f" % y, ha="center", va="bottom", fontsize=7)
         ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
         ax.set_xticks(range(len(groups)))
         ax.set_xticklabels([g for g, _ in groups])
+        ax.set_ylim(0, cap * 1.08)
         ax.set_title(title)
-        ax.set_yscale("log")
-    axes[0].legend(ncol=4, fontsize=8, loc="upper left", bbox_to_anchor=(0, -1.32))
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, ncol=5, fontsize=9, loc="lower center")
+    fig.tight_layout(rect=(0, 0.09, 1, 1))
     fig.savefig(path, dpi=110)
     return True
 
@@ -812,7 +820,7 @@ def main():
     parser.add_argument("--warmup", type=float, default=1, help="warm-up seconds per server (default 1)")
     parser.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
     parser.add_argument("--only", default="", help="scenarios, comma-separated: " + ",".join(s.name for s in SCENARIOS))
-    parser.add_argument("--servers", default="", help="servers, comma-separated (first word of the name)")
+    parser.add_argument("--servers", default="", help="servers whose names start with any of these, comma-separated (e.g. evserve,bjoern)")
     parser.add_argument("--quick", action="store_true", help="smoke check: 1 round of 1 s, no warm-up")
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="results directory")
     args = parser.parse_args()
