@@ -251,7 +251,10 @@ fn serve(
     log::info(&format!(
         "Serving {} with Python {}",
         config.app.text,
-        py.version_str().split_whitespace().next().unwrap_or("?")
+        Python::version_str()
+            .split_whitespace()
+            .next()
+            .unwrap_or("?")
     ));
     if let Some(c) = &control {
         let _ = c.send(b"ready");
