@@ -390,6 +390,25 @@ def stop_server(run):
         os.killpg(run.proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+    # A child that left the group (a daemonising nginx) still names our workdir.
+    for pid in _pids_naming(run.workdir):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _pids_naming(text):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/cmdline" % entry, "rb") as f:
+                    if text.encode() in f.read():
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
 
 
 def check_answer(port, app, attempts=1):
