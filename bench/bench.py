@@ -604,7 +604,7 @@ def fmt(x, spec):
 
 
 def target_checks(scenario, summary):
-    """[(text, met)] for evserve's targets in one scenario."""
+    """[(server, short text, long text, met)] for evserve's targets in one scenario."""
     checks = []
     base = summary.get("bjoern")
     if not base:
@@ -613,12 +613,14 @@ def target_checks(scenario, summary):
     if ev and scenario.cpu_target is not None:
         r = ev["cpu_us"] / base["cpu_us"]
         checks.append(
-            ("%s: CPU/request %.2f x bjoern (target <= %.2f)" % (scenario.name, r, scenario.cpu_target),
+            ("evserve", "CPU/req <= %.2f" % scenario.cpu_target,
+             "%s: CPU/request %.2f x bjoern (target <= %.2f)" % (scenario.name, r, scenario.cpu_target),
              r <= scenario.cpu_target)
         )  # fmt: skip
     if ev:
         checks.append(
-            ("%s: p99 %.2f ms vs bjoern %.2f ms (target: no worse)" % (scenario.name, ev["p99_ms"], base["p99_ms"]),
+            ("evserve", "p99 <= bjoern",
+             "%s: p99 %.2f ms vs bjoern %.2f ms (target: no worse)" % (scenario.name, ev["p99_ms"], base["p99_ms"]),
              ev["p99_ms"] <= base["p99_ms"])
         )  # fmt: skip
     if scenario.name == "token":
@@ -628,16 +630,24 @@ def target_checks(scenario, summary):
                 continue
             r = s["rps"] / base["rps"]
             checks.append(
-                ("token: %s %.2f x one bjoern process (target >= 1.7)" % (name, r), r >= 1.7)
-            )
+                (name, ">= 1.7x bjoern",
+                 "token: %s %.2f x one bjoern process (target >= 1.7)" % (name, r), r >= 1.7)
+            )  # fmt: skip
             for other in ("gunicorn -w 2", "granian --workers 2"):
                 o = summary.get(other)
                 if o:
                     checks.append(
-                        ("token: %s %.0f req/s vs %s %.0f" % (name, s["rps"], other, o["rps"]),
+                        (name, "> " + other,
+                         "token: %s %.0f req/s vs %s %.0f req/s (target: more)" % (name, s["rps"], other, o["rps"]),
                          s["rps"] > o["rps"])
                     )  # fmt: skip
     return checks
+
+
+def target_cell(checks, server):
+    return ", ".join(
+        "%s %s" % (short, "met" if ok else "**missed**") for name, short, _, ok in checks if name == server
+    )
 
 
 def write_markdown(path, meta, results, notes):
@@ -646,10 +656,10 @@ def write_markdown(path, meta, results, notes):
         "",
         "Run %s on %s. wrk: 1 thread, %d connections, %g s per run, %d rounds interleaved, "
         "%g s warm-up. Servers pinned to core %s (two-process servers to cores %s), "
-        "wrk to core %s. Command: `%s`."
+        "wrk to core %s. Load average at start: %s. Command: `%s`."
         % (
             meta["date"], meta["machine"], meta["connections"], meta["duration"], meta["rounds"],
-            meta["warmup"], SERVER_CORES, MULTI_CORES, WRK_CORES, meta["command"],
+            meta["warmup"], SERVER_CORES, MULTI_CORES, WRK_CORES, meta["load"], meta["command"],
         ),
         "",
         "CPU/req is the server process tree's utime+stime over the run divided by the requests "
@@ -669,24 +679,25 @@ def write_markdown(path, meta, results, notes):
         lines += [
             "## %s: %s" % (scenario.name, scenario.title),
             "",
-            "| server | req/s | req/s vs bjoern | p50 ms | p99 ms | CPU µs/req | CPU/req vs bjoern | errors |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| server | req/s | req/s vs bjoern | p50 ms | p99 ms | CPU µs/req | CPU/req vs bjoern | errors | target |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
+        checks = target_checks(scenario, summary)
+        all_checks += checks
         for name, s in summary.items():
             bold = "**" if name.startswith("evserve") else ""
             lines.append(
-                "| %s%s%s | %.0f | %s | %.2f | %.2f | %.1f | %s | %s |"
+                "| %s%s%s | %.0f | %s | %.2f | %.2f | %.1f | %s | %s | %s |"
                 % (
                     bold, name, bold, s["rps"],
                     fmt(ratio(s["rps"], base and base["rps"]), ".2f"),
                     s["p50_ms"], s["p99_ms"], s["cpu_us"],
                     fmt(ratio(s["cpu_us"], base and base["cpu_us"]), ".2f"),
                     s["errors"] if not s["problems"] else "%d; %s" % (s["errors"], "; ".join(s["problems"])),
+                    target_cell(checks, name),
                 )
             )  # fmt: skip
         lines.append("")
-        checks = target_checks(scenario, summary)
-        all_checks += checks
     rss = {}
     for scen in results.values():
         for name, r in scen.items():
@@ -706,11 +717,12 @@ def write_markdown(path, meta, results, notes):
         if "evserve" in rss and "bjoern" in rss:
             ev, bj = rss["evserve"][0] / 1024, rss["bjoern"][0] / 1024
             all_checks.append(
-                ("idle RSS: evserve %.1f MiB vs bjoern %.1f MiB (target <= bjoern + 2)" % (ev, bj), ev <= bj + 2)
+                ("evserve", "RSS", "idle RSS: evserve %.1f MiB vs bjoern %.1f MiB (target <= bjoern + 2)" % (ev, bj),
+                 ev <= bj + 2)
             )  # fmt: skip
     lines += ["## Targets", ""]
     if all_checks:
-        lines += ["- %s %s" % ("met:" if ok else "MISSED:", text) for text, ok in all_checks]
+        lines += ["- %s %s" % ("met:" if ok else "MISSED:", text) for _, _, text, ok in all_checks]
     else:
         lines.append("- not evaluated: evserve or bjoern did not run.")
     lines += ["", "## Not run", ""]
@@ -871,6 +883,7 @@ def main():
         "warmup": args.warmup,
         "command": "bench/run.sh " + " ".join(sys.argv[1:]),
         "versions": versions(),
+        "load": " ".join("%.2f" % x for x in os.getloadavg()),
     }
     peer_status = load_peer_status()
     notes = {}  # server -> why it did not run (or how it was installed)
