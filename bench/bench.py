@@ -148,9 +148,10 @@ def _evserve_one(port, app, workdir):
 
 
 def _evserve_workers(port, app, workdir):
-    return [evserve_bin(), "--workers", "2", "--host", "127.0.0.1", "--port", str(port)] + (
-        _evserve_common(app)
-    )
+    return [
+        evserve_bin(), "--workers", "2", "--host", "127.0.0.1", "--port", str(port),
+        "--control-socket", os.path.join(workdir, "control.sock"),
+    ] + _evserve_common(app)  # fmt: skip
 
 
 def _evserve_nginx(port, app, workdir):
