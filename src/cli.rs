@@ -104,7 +104,7 @@ pub struct ServeArgs {
     /// Largest request head in bytes (431 beyond).
     #[arg(long, value_name = "BYTES", default_value_t = 65536)]
     pub limit_request_head: usize,
-    /// Most header fields in a request (431 beyond).
+    /// Most header fields in a request, at most 256 (431 beyond).
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub limit_request_fields: usize,
     /// Largest request body, e.g. 1G, 10M, 4096 (413 beyond).
@@ -263,8 +263,16 @@ impl ServeArgs {
         if self.limit_request_head < self.limit_request_line {
             return Err("--limit-request-head must be at least --limit-request-line".into());
         }
-        if self.limit_request_fields == 0 || self.limit_request_fields > 10_000 {
-            return Err("--limit-request-fields must be between 1 and 10000".into());
+        if self.limit_request_fields == 0
+            || self.limit_request_fields > crate::http1::MAX_HEADERS_CAP
+        {
+            return Err(format!(
+                "--limit-request-fields must be between 1 and {}",
+                crate::http1::MAX_HEADERS_CAP
+            ));
+        }
+        if self.limit_request_head > u32::MAX as usize {
+            return Err("--limit-request-head must be below 4 GiB".into());
         }
         if self.max_connections == 0 {
             return Err("--max-connections must be at least 1".into());

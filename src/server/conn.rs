@@ -344,6 +344,10 @@ impl<A: App> Conn<A> {
             work.rbuf.resize(grown, 0);
         }
         let spare = work.rbuf.len() - work.filled;
+        if spare == 0 {
+            // Unreachable while parse_head enforces the head limit; never read into nothing.
+            return self.refuse(431, "request head too large", sh);
+        }
         match self.stream.read(&mut work.rbuf[work.filled..]) {
             Ok(0) => {
                 self.eof = true;

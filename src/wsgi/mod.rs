@@ -46,10 +46,10 @@ pub fn load_app<'py>(py: Python<'py>, spec: &AppSpec) -> Result<Bound<'py, PyAny
                 .getattr("LoadError")
                 .map(|cls| e.get_type(py).is(&cls))
                 .unwrap_or(false);
+            e.display(py);
             if is_load_error {
                 Err(format!("cannot load app: {}", e.value(py)))
             } else {
-                e.display(py);
                 let kind = e
                     .get_type(py)
                     .name()

@@ -1,0 +1,254 @@
+//! One instance process as the launcher sees it: how it is started (the launcher/instance
+//! contract), its control socket, and what it last reported.
+//!
+//! Never blocks: the control socket is non-blocking and reads are bounded.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Instant;
+
+use command_fds::{CommandFdExt, FdMapping};
+use rustix::process::{kill_process, kill_process_group, Pid, Signal};
+
+/// The fd the instance finds its listening socket on (systemd's first `LISTEN_FDS` fd).
+const LISTEN_FD: i32 = 3;
+/// The fd of the instance's end of its control socketpair.
+const CONTROL_FD: i32 = 4;
+
+/// What the instance is to its slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The slot's instance (starting or ready).
+    Serving,
+    /// Started by a rolling reload; takes over the slot once ready.
+    Replacing,
+    /// Told to drain (SIGTERM sent at `since`); killed if still there after the deadline.
+    Retiring { since: Instant },
+}
+
+/// A message from an instance on its control socket.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Message {
+    Ready,
+    Heartbeat { requests: u64, connections: u64 },
+}
+
+/// Parses one datagram: `ready` or `hb <requests_served> <open_connections>`.
+pub fn parse_message(datagram: &[u8]) -> Option<Message> {
+    let text = std::str::from_utf8(datagram).ok()?.trim();
+    let mut words = text.split_ascii_whitespace();
+    match words.next()? {
+        "ready" => Some(Message::Ready),
+        "hb" => {
+            let requests = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+            let connections = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+            Some(Message::Heartbeat {
+                requests,
+                connections,
+            })
+        }
+        _ => None,
+    }
+}
+
+pub struct Instance {
+    /// The slot (instance number) it serves.
+    pub slot: usize,
+    pub role: Role,
+    pub child: Child,
+    pub pid: u32,
+    control: UnixDatagram,
+    pub started: Instant,
+    /// Last message (or start): the heartbeat deadline counts from here.
+    pub last_heard: Instant,
+    pub ready: bool,
+    pub requests: u64,
+    pub connections: u64,
+    /// Killed by the launcher for missing its heartbeat.
+    pub hung: bool,
+    /// SIGKILL already sent.
+    pub killed: bool,
+}
+
+/// How to start an instance: the launcher's own binary and argv.
+pub struct Recipe {
+    pub exe: std::path::PathBuf,
+    pub args: Vec<OsString>,
+}
+
+impl Recipe {
+    /// Starts instance `slot` on `listen` (moved to fd 3), with its control socket on fd 4.
+    pub fn spawn(&self, slot: usize, role: Role, listen: OwnedFd) -> io::Result<Instance> {
+        let (ours, theirs) = UnixDatagram::pair()?;
+        ours.set_nonblocking(true)?;
+        let mut cmd = Command::new(&self.exe);
+        cmd.args(&self.args)
+            .env("EVSERVE_INSTANCE", "1")
+            .env("LISTEN_FDS", "1")
+            .env_remove("LISTEN_PID")
+            .env_remove("LISTEN_FDNAMES")
+            .env("EVSERVE_CONTROL_FD", CONTROL_FD.to_string())
+            .env("EVSERVE_INSTANCE_ID", slot.to_string())
+            .stdin(Stdio::null())
+            // Its own process group: a terminal's Ctrl-C reaches the launcher only, which
+            // then stops each instance exactly once.
+            .process_group(0);
+        cmd.fd_mappings(vec![
+            FdMapping {
+                parent_fd: listen,
+                child_fd: LISTEN_FD,
+            },
+            FdMapping {
+                parent_fd: theirs.into(),
+                child_fd: CONTROL_FD,
+            },
+        ])
+        .map_err(|e| io::Error::other(e.to_string()))?;
+        let child = cmd.spawn()?;
+        // `cmd` owns the child's ends; dropping it closes them here.
+        drop(cmd);
+        let now = Instant::now();
+        Ok(Instance {
+            slot,
+            role,
+            pid: child.id(),
+            child,
+            control: ours,
+            started: now,
+            last_heard: now,
+            ready: false,
+            requests: 0,
+            connections: 0,
+            hung: false,
+            killed: false,
+        })
+    }
+}
+
+impl Instance {
+    pub fn control_fd(&self) -> RawFd {
+        self.control.as_raw_fd()
+    }
+
+    /// Reads the waiting messages (bounded) and records them.
+    pub fn read_messages(&mut self) {
+        let mut messages = Vec::new();
+        let mut buf = [0u8; 256];
+        for _ in 0..64 {
+            match self.control.recv(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if let Some(m) = parse_message(&buf[..n]) {
+                        messages.push(m);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        if !messages.is_empty() {
+            self.last_heard = Instant::now();
+        }
+        for m in &messages {
+            match m {
+                Message::Ready => self.ready = true,
+                Message::Heartbeat {
+                    requests,
+                    connections,
+                } => {
+                    self.requests = *requests;
+                    self.connections = *connections;
+                }
+            }
+        }
+    }
+
+    /// SIGTERM: drain and exit. Sent once; the instance takes a second one as "exit now".
+    pub fn retire(&mut self, now: Instant) {
+        if !matches!(self.role, Role::Retiring { .. }) {
+            self.role = Role::Retiring { since: now };
+            self.signal(Signal::TERM);
+        }
+    }
+
+    /// SIGKILL to the instance and anything it started in its process group.
+    pub fn kill(&mut self) {
+        if !self.killed {
+            self.killed = true;
+            self.signal_group(Signal::KILL);
+        }
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        if let Some(pid) = Pid::from_raw(self.pid as i32) {
+            let _ = kill_process(pid, signal);
+        }
+    }
+
+    fn signal_group(&self, signal: Signal) {
+        if let Some(pid) = Pid::from_raw(self.pid as i32) {
+            if kill_process_group(pid, signal).is_err() {
+                let _ = kill_process(pid, signal);
+            }
+        }
+    }
+
+    /// The exit status, once the process has exited (reaps it).
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+/// "exited with code 1", "was killed by signal 9 (SIGKILL)".
+pub fn describe_exit(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exited with code {code}");
+    }
+    match status.signal() {
+        Some(sig) => {
+            let name = signal_hook::low_level::signal_name(sig).unwrap_or("unknown");
+            format!("was killed by signal {sig} ({name})")
+        }
+        None => format!("ended ({status})"),
+    }
+}
+
+/// The launcher's own binary, to start instances from.
+pub fn recipe() -> Result<Recipe, String> {
+    let exe = std::env::current_exe()
+        .map_err(|e| format!("cannot find the evserve binary to start instances: {e}"))?;
+    let exe = if exe.exists() {
+        exe
+    } else {
+        Path::new("/proc/self/exe").to_path_buf()
+    };
+    Ok(Recipe {
+        exe,
+        args: std::env::args_os().skip(1).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_parse() {
+        assert_eq!(parse_message(b"ready"), Some(Message::Ready));
+        assert_eq!(parse_message(b"ready\n"), Some(Message::Ready));
+        assert_eq!(
+            parse_message(b"hb 12 3"),
+            Some(Message::Heartbeat {
+                requests: 12,
+                connections: 3
+            })
+        );
+        assert_eq!(parse_message(b"nonsense"), None);
+        assert_eq!(parse_message(&[0xff, 0xfe]), None);
+    }
+}

@@ -1,0 +1,255 @@
+//! The launcher's control socket, which `evserve status` reads, and the status report.
+//!
+//! The socket is a Unix stream socket only its owner may use (mode 0600, in a 0700 directory
+//! by default). A client connects and reads one report; it can change nothing.
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use crate::cli::StatusArgs;
+
+/// The control socket a launcher started in the current directory uses, unless
+/// `--control-socket` says otherwise: `$XDG_RUNTIME_DIR/evserve/` or `/tmp/evserve-UID/`,
+/// named after a hash of the working directory.
+pub fn default_path() -> Result<PathBuf, String> {
+    let cwd =
+        std::env::current_dir().map_err(|e| format!("cannot read the working directory: {e}"))?;
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(runtime) if Path::new(&runtime).is_dir() => Path::new(&runtime).join("evserve"),
+        _ => PathBuf::from(format!(
+            "/tmp/evserve-{}",
+            rustix::process::getuid().as_raw()
+        )),
+    };
+    Ok(dir.join(format!(
+        "launcher-{:016x}.sock",
+        fnv1a(cwd.as_os_str().as_encoded_bytes())
+    )))
+}
+
+/// FNV-1a: a stable hash (the std hasher may change between Rust versions).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Creates the default directory (0700) if needed and checks that no other user owns it.
+fn prepare_private_dir(dir: &Path) -> Result<(), String> {
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !meta.is_dir() || meta.uid() != rustix::process::getuid().as_raw() {
+        return Err(format!(
+            "{} is not a directory of ours; give --control-socket PATH",
+            dir.display()
+        ));
+    }
+    if meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("cannot make {} private: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// The listening end of the control socket; removes its file when dropped.
+pub struct ControlServer {
+    pub path: PathBuf,
+    listener: UnixListener,
+}
+
+impl ControlServer {
+    /// Binds `path` (or the default path) with mode 0600. Refuses when a launcher already
+    /// answers there.
+    pub fn bind(path: Option<&Path>) -> Result<ControlServer, String> {
+        let path = match path {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let p = default_path()?;
+                if let Some(dir) = p.parent() {
+                    prepare_private_dir(dir)?;
+                }
+                p
+            }
+        };
+        if UnixStream::connect(&path).is_ok() {
+            return Err(format!(
+                "another launcher is running with control socket {}; stop it or give --control-socket",
+                path.display()
+            ));
+        }
+        super::listeners::remove_stale_unix_socket(&path)
+            .map_err(|e| format!("control socket: {e}"))?;
+        let fail = |e: io::Error| format!("cannot create control socket {}: {e}", path.display());
+        let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(fail)?;
+        socket
+            .bind(&SockAddr::unix(&path).map_err(fail)?)
+            .map_err(fail)?;
+        // Before listen(): nobody can connect until the mode is the owner's only.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
+        socket.listen(16).map_err(fail)?;
+        let listener: UnixListener = UnixListener::from(std::os::fd::OwnedFd::from(socket));
+        listener.set_nonblocking(true).map_err(fail)?;
+        Ok(ControlServer { path, listener })
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.listener.as_raw_fd()
+    }
+
+    /// Answers every waiting client with `report()`. Bounded per call.
+    pub fn serve(&self, report: impl Fn() -> String) {
+        for _ in 0..16 {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    let _ = stream.set_nonblocking(false);
+                    let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+                    let _ = stream.write_all(report().as_bytes());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// `evserve status`: prints the report of the launcher behind the control socket.
+pub fn status_command(args: &StatusArgs) -> i32 {
+    let path = match &args.control_socket {
+        Some(p) => p.clone(),
+        None => match default_path() {
+            Ok(p) => p,
+            Err(e) => {
+                crate::log::fatal(&e);
+                return 1;
+            }
+        },
+    };
+    let mut stream = match UnixStream::connect(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            crate::log::fatal(&format!(
+                "no launcher answers on {} ({e}); start one in this directory or give --control-socket",
+                path.display()
+            ));
+            return 1;
+        }
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut report = String::new();
+    if let Err(e) = stream.read_to_string(&mut report) {
+        crate::log::fatal(&format!("reading from {}: {e}", path.display()));
+        return 1;
+    }
+    print!("{report}");
+    0
+}
+
+/// Resident memory of a process in bytes, from /proc/PID/statm.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * page_size())
+}
+
+/// The page size, from the auxiliary vector (AT_PAGESZ); 4 KiB if unreadable.
+fn page_size() -> u64 {
+    const AT_PAGESZ: u64 = 6;
+    let Ok(auxv) = std::fs::read("/proc/self/auxv") else {
+        return 4096;
+    };
+    auxv.chunks_exact(16)
+        .filter_map(|entry| {
+            let key = u64::from_ne_bytes(entry[..8].try_into().ok()?);
+            let value = u64::from_ne_bytes(entry[8..].try_into().ok()?);
+            (key == AT_PAGESZ).then_some(value)
+        })
+        .next()
+        .unwrap_or(4096)
+}
+
+/// `1h02m`, `3m12s`, `45s`.
+pub fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// One line of the status table.
+pub fn table_row(out: &mut String, cells: [String; 9]) {
+    let [inst, pid, port, state, restarts, uptime, requests, conns, rss] = cells;
+    out.push_str(&format!(
+        "{inst:<5} {pid:<8} {port:<6} {state:<10} {restarts:>8} {uptime:>8} {requests:>10} {conns:>6} {rss:>11}\n"
+    ));
+}
+
+/// `24.1 MiB`.
+pub fn human_bytes(bytes: Option<u64>) -> String {
+    match bytes {
+        Some(b) => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+        None => "-".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_path_is_deterministic() {
+        assert_eq!(default_path().unwrap(), default_path().unwrap());
+        assert_ne!(fnv1a(b"/a"), fnv1a(b"/b"));
+    }
+
+    #[test]
+    fn own_rss_is_readable() {
+        let rss = rss_bytes(std::process::id()).unwrap();
+        assert!(rss > 100 * 1024, "{rss}");
+        assert!(page_size().is_power_of_two());
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(human_duration(Duration::from_secs(45)), "45s");
+        assert_eq!(human_duration(Duration::from_secs(192)), "3m12s");
+        assert_eq!(human_duration(Duration::from_secs(3720)), "1h02m");
+    }
+
+    #[test]
+    fn control_socket_is_owner_only_and_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sock");
+        let server = ControlServer::bind(Some(&path)).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(
+            ControlServer::bind(Some(&path)).is_err(),
+            "second launcher allowed"
+        );
+        let mut client = UnixStream::connect(&path).unwrap();
+        server.serve(|| "report\n".to_string());
+        let mut text = String::new();
+        client.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "report\n");
+        drop(server);
+        assert!(!path.exists());
+    }
+}

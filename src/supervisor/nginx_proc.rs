@@ -1,0 +1,261 @@
+//! nginx as the launcher's child: writes its configuration, starts it once the instances
+//! are ready, notices when it answers, restarts it if it dies, stops it with the launcher.
+//!
+//! The configuration text itself comes from `crate::nginx`; this module never builds it.
+
+use std::collections::VecDeque;
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::process::{kill_process, kill_process_group, Pid, Signal};
+
+use super::child::describe_exit;
+use super::listeners::{addresses, loopback_if_unspecified};
+use crate::config::{BindAddr, LauncherConfig};
+use crate::nginx::{self, Backend, NginxConfig, RunDir};
+
+/// How long nginx gets to answer on its address after it starts.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+
+/// Where the configuration goes and what nginx listens on.
+pub struct Setup {
+    pub conf_path: PathBuf,
+    run_dir: PathBuf,
+    listen: SocketAddr,
+    max_restarts: u32,
+    restart_window: Duration,
+}
+
+impl Setup {
+    /// Checks the nginx flags against the instance addresses.
+    pub fn new(config: &LauncherConfig, conf_path: &Path) -> Result<Setup, String> {
+        let listen = config.listen.ok_or(
+            "--nginx-conf with --workers needs --listen HOST:PORT, the address nginx listens on",
+        )?;
+        for addr in addresses(&config.instance.bind, config.ports) {
+            if let BindAddr::Tcp(sa) = addr {
+                let same_ip = sa.ip() == listen.ip()
+                    || sa.ip().is_unspecified()
+                    || listen.ip().is_unspecified();
+                if same_ip && sa.port() == listen.port() {
+                    return Err(format!(
+                        "--listen {listen} is also an instance address; give nginx another port"
+                    ));
+                }
+            }
+        }
+        let conf_path = std::path::absolute(conf_path)
+            .map_err(|e| format!("--nginx-conf {}: {e}", conf_path.display()))?;
+        let run_dir = nginx::run_dir_for(&conf_path);
+        Ok(Setup {
+            conf_path,
+            run_dir,
+            listen,
+            max_restarts: config.max_restarts,
+            restart_window: config.restart_window,
+        })
+    }
+
+    /// Renders the configuration for instances at `targets` and writes it.
+    pub fn write(&self, config: &LauncherConfig, targets: &[BindAddr]) -> Result<(), String> {
+        let backends = targets
+            .iter()
+            .map(|t| match t {
+                BindAddr::Tcp(sa) => Backend::Tcp {
+                    host: match sa {
+                        SocketAddr::V4(v4) => v4.ip().to_string(),
+                        SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
+                    },
+                    port: sa.port(),
+                },
+                BindAddr::Unix(p) => Backend::Unix(p.clone()),
+            })
+            .collect();
+        let text = nginx::render(&NginxConfig {
+            listen: self.listen,
+            backends,
+            max_body_size: config.instance.limits.max_body,
+            backend_keep_alive: config.instance.timeouts.keep_alive,
+            upstream_keepalive: super::LAUNCHER_UPSTREAM_KEEPALIVE,
+            read_timeout_secs: (config.timeout.as_secs() + 5).max(60),
+            run_dir: RunDir::Absolute(self.run_dir.clone()),
+            foreground: config.run_nginx,
+        });
+        nginx::write_config(&self.conf_path, &self.run_dir, &text)
+    }
+
+    fn error_log(&self) -> PathBuf {
+        self.run_dir.join("error.log")
+    }
+}
+
+pub struct NginxProc {
+    setup: Setup,
+    /// `None` with `--nginx-conf` alone: the config is written, nginx is not run.
+    bin: Option<PathBuf>,
+    child: Option<Child>,
+    started: Instant,
+    answered: bool,
+    restarts: VecDeque<Instant>,
+    stopping: bool,
+    given_up: bool,
+}
+
+impl NginxProc {
+    pub fn new(setup: Setup, bin: Option<PathBuf>) -> NginxProc {
+        NginxProc {
+            setup,
+            bin,
+            child: None,
+            started: Instant::now(),
+            answered: false,
+            restarts: VecDeque::new(),
+            stopping: false,
+            given_up: false,
+        }
+    }
+
+    /// Starts nginx (in the foreground, in its own process group).
+    pub fn start(&mut self) -> Result<(), String> {
+        let Some(bin) = &self.bin else {
+            return Ok(());
+        };
+        let child = Command::new(bin)
+            .arg("-e")
+            .arg(self.setup.error_log())
+            .arg("-c")
+            .arg(&self.setup.conf_path)
+            .stdin(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        crate::log::info(&format!(
+            "nginx starting (pid {}, config {})",
+            child.id(),
+            self.setup.conf_path.display()
+        ));
+        self.child = Some(child);
+        self.started = Instant::now();
+        self.answered = false;
+        Ok(())
+    }
+
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn listen(&self) -> SocketAddr {
+        self.setup.listen
+    }
+
+    /// Whether nginx answers (always true when only the config is written); an error when it
+    /// does not answer in time. Restarts it after an unexpected exit.
+    pub fn tend(&mut self) -> Result<bool, String> {
+        if self.bin.is_none() {
+            return Ok(true);
+        }
+        if self.child.is_none() {
+            if self.stopping || self.given_up {
+                return Ok(false);
+            }
+            self.start()?;
+        }
+        if self.answered {
+            return Ok(true);
+        }
+        let target = loopback_if_unspecified(self.setup.listen);
+        if TcpStream::connect_timeout(&target, Duration::from_millis(100)).is_ok() {
+            self.answered = true;
+            return Ok(true);
+        }
+        if self.started.elapsed() > ANSWER_WITHIN {
+            self.kill();
+            self.given_up = true;
+            return Err(format!(
+                "nginx did not answer on {} within {}s; see {}",
+                self.setup.listen,
+                ANSWER_WITHIN.as_secs(),
+                self.setup.error_log().display()
+            ));
+        }
+        Ok(false)
+    }
+
+    /// Collects nginx if it exited. Returns an error line when it died in a way that is not
+    /// repaired by a restart.
+    pub fn reap(&mut self, launcher_stopping: bool) -> Option<String> {
+        let status = self.child.as_mut()?.try_wait().ok().flatten()?;
+        self.child = None;
+        let what = describe_exit(status);
+        if launcher_stopping || self.stopping {
+            crate::log::info(&format!("nginx stopped: {what}"));
+            return None;
+        }
+        if !self.answered {
+            self.given_up = true;
+            return Some(format!(
+                "nginx {what} at start; see the lines above and {}",
+                self.setup.error_log().display()
+            ));
+        }
+        let now = Instant::now();
+        let window = self.setup.restart_window;
+        self.restarts.retain(|t| now.duration_since(*t) <= window);
+        if self.restarts.len() >= self.setup.max_restarts as usize {
+            self.given_up = true;
+            return Some(format!(
+                "nginx {what}, {} times within {}s: not restarting it; see {}",
+                self.restarts.len() + 1,
+                window.as_secs(),
+                self.setup.error_log().display()
+            ));
+        }
+        self.restarts.push_back(now);
+        crate::log::warn(&format!("nginx {what}; restarting it"));
+        None
+    }
+
+    /// SIGQUIT: nginx finishes its requests and exits.
+    pub fn stop_gracefully(&mut self) {
+        self.stopping = true;
+        self.signal(Signal::QUIT, false);
+    }
+
+    /// SIGTERM: nginx exits at once.
+    pub fn stop_fast(&mut self) {
+        self.stopping = true;
+        self.signal(Signal::TERM, false);
+    }
+
+    /// SIGKILL to nginx and its workers (its process group).
+    pub fn kill(&mut self) {
+        self.stopping = true;
+        self.signal(Signal::KILL, true);
+    }
+
+    fn signal(&self, signal: Signal, group: bool) {
+        let Some(pid) = self.pid().and_then(|p| Pid::from_raw(p as i32)) else {
+            return;
+        };
+        if group && kill_process_group(pid, signal).is_ok() {
+            return;
+        }
+        let _ = kill_process(pid, signal);
+    }
+
+    /// For the status report.
+    pub fn describe(&self) -> String {
+        match (&self.bin, self.pid()) {
+            (None, _) => format!("config {}", self.setup.conf_path.display()),
+            (Some(_), Some(pid)) => format!("pid {pid} on http://{}", self.setup.listen),
+            (Some(_), None) => "not running".into(),
+        }
+    }
+}

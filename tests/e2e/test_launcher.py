@@ -1,0 +1,594 @@
+"""End-to-end tests of the evserve launcher: the real binary, real instances, real nginx.
+
+Every wait is on a condition with a deadline; every loop is bounded; all traffic goes to
+127.0.0.1. nginx tests are skipped (with the reason) only when nginx is not installed.
+Set EVSERVE_BIN to test another binary than target/release/evserve.
+"""
+
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+APPS = REPO / "tests" / "apps"
+EVSERVE = Path(os.environ.get("EVSERVE_BIN", REPO / "target" / "release" / "evserve"))
+
+
+def launcher_find_nginx():
+    found = shutil.which("nginx")
+    if found:
+        return found
+    for candidate in ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+NGINX = launcher_find_nginx()
+needs_nginx = pytest.mark.skipif(
+    NGINX is None, reason="nginx is not installed (CI installs it with apt-get install nginx)"
+)
+
+
+def launcher_free_ports(count):
+    """`count` consecutive free ports on 127.0.0.1 (bounded search)."""
+    for attempt in range(200):
+        base = 20000 + (os.getpid() * 37 + attempt * 101) % 30000
+        socks = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("127.0.0.1", port))
+                socks.append(s)
+            return list(range(base, base + count))
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no run of free ports found")
+
+
+def launcher_wait(condition, timeout, what):
+    """Polls `condition` until it returns a true value or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def launcher_get(port, path="/", timeout=5.0):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    finally:
+        conn.close()
+
+
+class LauncherProcess:
+    """A running `evserve` launcher with its stderr collected line by line."""
+
+    def __init__(self, args, cwd, env=None):
+        self.cwd = Path(cwd)
+        self.lines = []
+        self.lock = threading.Lock()
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(
+            [str(EVSERVE), *args],
+            cwd=cwd,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            with self.lock:
+                self.lines.append((time.monotonic(), line.rstrip("\n")))
+
+    def output(self):
+        with self.lock:
+            return "\n".join(line for _, line in self.lines)
+
+    def find(self, pattern, after=0.0):
+        """The first line matching `pattern` logged after monotonic time `after`."""
+        regex = re.compile(pattern)
+        with self.lock:
+            for when, line in self.lines:
+                if when >= after and regex.search(line):
+                    return when, line
+        return None
+
+    def wait_for(self, pattern, timeout, after=0.0):
+        def seen():
+            if self.proc.poll() is not None and not self.find(pattern, after):
+                self.reader.join(2)
+                if not self.find(pattern, after):
+                    raise AssertionError(
+                        f"launcher exited ({self.proc.returncode}) before /{pattern}/:\n{self.output()}"
+                    )
+            return self.find(pattern, after)
+
+        try:
+            return launcher_wait(seen, timeout, f"/{pattern}/ in the launcher's log")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n--- launcher log ---\n{self.output()}") from None
+
+    def wait_ready(self, timeout=30):
+        return self.wait_for(r"\] ready: ", timeout)
+
+    def status(self):
+        out = subprocess.run(
+            [str(EVSERVE), "status"], cwd=self.cwd, capture_output=True, text=True, timeout=10
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    def instance_pids(self):
+        """{instance number: pid} of the ready instances, from `evserve status`."""
+        pids = {}
+        for line in self.status().splitlines()[2:]:
+            cols = line.split()
+            if len(cols) >= 4 and cols[3] == "ready":
+                pids[int(cols[0])] = int(cols[1])
+        return pids
+
+    def stop(self, timeout=15):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.reader.join(2)
+        return self.proc.returncode
+
+
+@pytest.fixture
+def launcher_start(tmp_path):
+    started = []
+
+    def start(*args, cwd=None, env=None):
+        p = LauncherProcess([str(a) for a in args], cwd or tmp_path, env)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()
+
+
+class LauncherLoad:
+    """Threads sending GETs to 127.0.0.1:port over keep-alive connections until stopped
+    (bounded by `max_seconds`), counting failures."""
+
+    def __init__(self, port, threads=8, max_seconds=60):
+        self.port = port
+        self.stop_event = threading.Event()
+        self.deadline = time.monotonic() + max_seconds
+        self.lock = threading.Lock()
+        self.ok = 0
+        self.failures = []
+        self.bodies = []
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self):
+        conn = None
+        while not self.stop_event.is_set() and time.monotonic() < self.deadline:
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                conn.request("GET", "/")
+                resp = conn.getresponse()
+                body = resp.read().decode()
+                with self.lock:
+                    if resp.status == 200:
+                        self.ok += 1
+                        self.bodies.append((time.monotonic(), body))
+                    else:
+                        self.failures.append(f"HTTP {resp.status}: {body[:200]}")
+            except (OSError, http.client.HTTPException) as e:
+                with self.lock:
+                    self.failures.append(repr(e))
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+
+    def wait_for_requests(self, count, timeout=10):
+        launcher_wait(lambda: self.ok >= count, timeout, f"{count} successful requests")
+
+    def finish(self):
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(15)
+        return self.ok, self.failures
+
+
+def launcher_nginx_args(tmp_path, ports, listen_port):
+    return [
+        "--port-range",
+        f"{ports[0]}-{ports[-1]}",
+        "--nginx-conf",
+        tmp_path / "nginx" / "nginx.conf",
+        "--listen",
+        f"127.0.0.1:{listen_port}",
+        "--nginx",
+    ]
+
+
+def launcher_descendants(root_pid):
+    """Pids of every process below `root_pid`, from /proc (children of children too)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            parents[int(entry)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    found, frontier = set(), {root_pid}
+    for _ in range(10):
+        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
+        if not frontier:
+            break
+        found |= frontier
+    return found
+
+
+def launcher_alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_binary_exists():
+    assert EVSERVE.exists(), f"{EVSERVE} is missing: build it (cargo build --release) or set EVSERVE_BIN"
+
+
+def test_start_prints_instances_and_ready_and_status(launcher_start, tmp_path):
+    ports = launcher_free_ports(3)
+    p = launcher_start("--port-range", f"{ports[0]}-{ports[-1]}", APPS / "launcher_app.py:app")
+    p.wait_ready()
+    for i, port in enumerate(ports):
+        assert p.find(rf"instance {i}: port {port}, pid \d+"), p.output()
+        status, body = launcher_get(port)
+        assert status == 200 and body.startswith("pid="), body
+    status_text = p.status()
+    rows = status_text.splitlines()[2:]
+    assert len(rows) == 3, status_text
+    for row in rows:
+        cols = row.split()
+        assert cols[3] == "ready" and cols[1].isdigit() and "MiB" in row, status_text
+    sock = p.find(r"control socket (\S+)")[1].rsplit(" ", 1)[1]
+    assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
+    assert p.stop() == 0
+    assert not os.path.exists(sock), "control socket left behind"
+
+
+def test_import_error_at_start_exits_2_with_traceback(launcher_start):
+    ports = launcher_free_ports(2)
+    p = launcher_start(
+        "--port-range", f"{ports[0]}-{ports[-1]}", APPS / "launcher_import_error.py:app"
+    )
+    try:
+        code = p.proc.wait(30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"launcher kept running on an import error:\n{p.output()}")
+    p.reader.join(2)
+    out = p.output()
+    assert code == 2, out
+    assert "Traceback" in out and "launcher_module_that_does_not_exist" in out, out
+    assert "failed to import" in out, out
+    assert len(re.findall(r"instance \d+ starting", out)) == 2, f"restarted instead of exiting:\n{out}"
+
+
+def test_crash_loop_is_given_up_after_the_limit(launcher_start):
+    ports = launcher_free_ports(2)
+    p = launcher_start(
+        "--port-range",
+        f"{ports[0]}-{ports[-1]}",
+        "--max-restarts",
+        "2",
+        "--restart-window",
+        "60",
+        APPS / "launcher_app.py:app",
+    )
+    p.wait_ready()
+    # Crash instance 0 until the launcher gives up on it (3 crashes: 2 restarts allowed).
+    # Its port stays open across restarts, so each GET / waits for the restarted instance.
+    for _ in range(3):
+        assert launcher_get(ports[0], timeout=10)[0] == 200
+        _ignore_errors(lambda: launcher_get(ports[0], "/crash", timeout=10))
+    line = p.wait_for(r"instance 0 .*not restarting it", 10)[1]
+    assert "--max-restarts 2" in line, line
+    assert "given-up" in p.status()
+    # The port is closed: refused at once rather than left hanging.
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", ports[0]), timeout=2).close()
+    # The other instance still serves.
+    assert launcher_get(ports[1])[0] == 200
+
+
+def test_stuck_request_gets_its_instance_replaced(launcher_start):
+    ports = launcher_free_ports(1)
+    p = launcher_start(
+        "--port-range", f"{ports[0]}-{ports[0]}", "--timeout", "2", APPS / "launcher_app.py:app"
+    )
+    p.wait_ready()
+    old_pid = p.instance_pids()[0]
+    stuck = threading.Thread(
+        target=lambda: _ignore_errors(lambda: launcher_get(ports[0], "/sleep?s=60", timeout=30)),
+        daemon=True,
+    )
+    started = time.monotonic()
+    stuck.start()
+    p.wait_for(r"instance 0 .*sent no heartbeat for 2s.*killing it", 10)
+    p.wait_for(r"instance 0 ready", 5, after=started)
+    elapsed = time.monotonic() - started
+    assert elapsed < 6, f"replaced after {elapsed:.1f}s"
+    assert not launcher_alive(old_pid)
+    assert launcher_get(ports[0])[0] == 200
+
+
+def _ignore_errors(fn):
+    try:
+        fn()
+    except (OSError, http.client.HTTPException):
+        pass
+
+
+@needs_nginx
+def test_kill_9_under_load_behind_nginx_fails_no_request(launcher_start, tmp_path):
+    ports = launcher_free_ports(5)
+    listen, backends = ports[0], ports[1:]
+    p = launcher_start(*launcher_nginx_args(tmp_path, backends, listen), APPS / "launcher_app.py:app")
+    p.wait_ready()
+    load = LauncherLoad(listen, threads=8, max_seconds=60)
+    load.wait_for_requests(200)
+    victim = p.instance_pids()[1]
+    killed_at = time.monotonic()
+    os.kill(victim, signal.SIGKILL)
+    when, _ = p.wait_for(r"instance 1 ready", 5, after=killed_at)
+    back_in = when - killed_at
+    before = load.ok
+    load.wait_for_requests(before + 200)
+    ok, failures = load.finish()
+    print(f"kill -9 under load: {ok} requests, {len(failures)} failed, instance back in {back_in:.3f}s")
+    assert failures == [], failures[:5]
+    assert back_in < 1.0, f"instance back after {back_in:.3f}s"
+    assert victim not in p.instance_pids().values()
+
+
+@needs_nginx
+def test_sighup_under_load_fails_no_request_and_serves_new_code(launcher_start, tmp_path):
+    app_file = tmp_path / "launcher_reload_app.py"
+    shutil.copy(APPS / "launcher_app.py", app_file)
+    ports = launcher_free_ports(4)
+    listen, backends = ports[0], ports[1:]
+    p = launcher_start(*launcher_nginx_args(tmp_path, backends, listen), f"{app_file}:app")
+    p.wait_ready()
+    load = LauncherLoad(listen, threads=8, max_seconds=60)
+    load.wait_for_requests(200)
+    app_file.write_text(app_file.read_text().replace('VERSION = "v1"', 'VERSION = "v2"'))
+    hup_at = time.monotonic()
+    p.proc.send_signal(signal.SIGHUP)
+    p.wait_for(r"reload: done", 30, after=hup_at)
+    done_at = time.monotonic()
+    # Old instances may finish requests they had already accepted; after a short bounded
+    # while every answer comes from the new code.
+    launcher_wait(
+        lambda: sum(1 for when, _ in list(load.bodies) if when > done_at + 1.0) >= 200,
+        15,
+        "200 requests answered a second after the reload",
+    )
+    ok, failures = load.finish()
+    print(f"SIGHUP under load: {ok} requests, {len(failures)} failed, reload took {done_at - hup_at:.2f}s")
+    assert failures == [], failures[:5]
+    late = [body for when, body in load.bodies if when > done_at + 1.0]
+    assert late and all("version=v2" in b for b in late), late[:5]
+    for port in backends:
+        assert "version=v2" in launcher_get(port)[1]
+
+
+def test_sighup_with_broken_code_keeps_the_old_instances(launcher_start, tmp_path):
+    app_file = tmp_path / "launcher_reload_broken.py"
+    shutil.copy(APPS / "launcher_app.py", app_file)
+    ports = launcher_free_ports(2)
+    p = launcher_start("--port-range", f"{ports[0]}-{ports[-1]}", f"{app_file}:app")
+    p.wait_ready()
+    before = p.instance_pids()
+    app_file.write_text("raise RuntimeError('launcher test: broken on purpose')\n")
+    hup_at = time.monotonic()
+    p.proc.send_signal(signal.SIGHUP)
+    p.wait_for(r"reload stopped at instance 0: the reloaded app fails to import", 30, after=hup_at)
+    assert "broken on purpose" in p.output()
+    assert p.instance_pids() == before
+    for port in ports:
+        assert launcher_get(port)[0] == 200
+
+
+@needs_nginx
+def test_sigterm_drains_and_leaves_no_process_behind(launcher_start, tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    ports = launcher_free_ports(3)
+    listen, backends = ports[0], ports[1:]
+    p = launcher_start(
+        *launcher_nginx_args(tmp_path, backends, listen),
+        "--graceful-timeout",
+        "5",
+        APPS / "launcher_app.py:app",
+        env={"LAUNCHER_TEST_MARKS": str(marks)},
+    )
+    p.wait_ready()
+    assert launcher_get(listen)[0] == 200
+    family = launcher_descendants(p.proc.pid)
+    assert len(family) >= 2 + 2, f"expected instances and nginx: {family}"
+    # A request in flight when the stop signal comes is finished, not cut.
+    slow = {}
+    t = threading.Thread(target=lambda: slow.update(r=launcher_get(listen, "/sleep?s=1&mark=1", timeout=10)))
+    t.start()
+    launcher_wait(lambda: list(marks.iterdir()), 5, "the slow request to be in flight")
+    started = time.monotonic()
+    p.proc.send_signal(signal.SIGTERM)
+    code = p.proc.wait(10)
+    elapsed = time.monotonic() - started
+    t.join(10)
+    assert code == 0, p.output()
+    assert slow.get("r", (None,))[0] == 200, f"in-flight request cut: {slow}"
+    assert elapsed < 5 + 1, f"took {elapsed:.1f}s"
+    left = [pid for pid in family if launcher_alive(pid)]
+    assert left == [], f"left behind: {left}"
+
+
+@needs_nginx
+def test_generated_configs_pass_nginx_t(launcher_start, tmp_path):
+    # Single host, as the launcher writes it.
+    ports = launcher_free_ports(3)
+    conf = tmp_path / "single" / "nginx.conf"
+    p = launcher_start(
+        "--port-range",
+        f"{ports[1]}-{ports[2]}",
+        "--nginx-conf",
+        conf,
+        "--listen",
+        f"127.0.0.1:{ports[0]}",
+        APPS / "launcher_app.py:app",
+    )
+    p.wait_ready()
+    run_dir = Path(str(conf) + ".run")
+    out = subprocess.run(
+        [NGINX, "-t", "-e", run_dir / "error.log", "-c", conf], capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 0, out.stderr
+    text = conf.read_text()
+    for needle in ("least_conn;", "keepalive 1024;", f"server 127.0.0.1:{ports[2]} ", "client_max_body_size 1g;"):
+        assert needle in text, needle
+    assert "daemon off;" not in text, "daemon off; only when the launcher runs nginx itself"
+    # Several hosts, from `evserve nginx-config`.
+    several = subprocess.run(
+        [
+            str(EVSERVE),
+            "nginx-config",
+            "--listen",
+            "127.0.0.1:8080",
+            "--backend",
+            "10.1.0.1:8001-8004",
+            "--backend",
+            "10.1.0.2:8001-8004",
+            "--backend",
+            "unix:/run/evserve.sock",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert several.returncode == 0, several.stderr
+    prefix = tmp_path / "several"
+    (prefix / "run").mkdir(parents=True)
+    (prefix / "nginx.conf").write_text(several.stdout)
+    assert several.stdout.count("server 10.1.0.") == 8
+    out = subprocess.run(
+        [NGINX, "-t", "-p", prefix, "-e", "run/error.log", "-c", prefix / "nginx.conf"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    bad = subprocess.run(
+        [str(EVSERVE), "nginx-config", "--backend", "10.1.0.1:9-1"], capture_output=True, text=True, timeout=10
+    )
+    assert bad.returncode != 0 and bad.stderr.count("\n") == 1, bad.stderr
+
+
+def launcher_spread(port, clients, total):
+    """{pid: connections served} for `total` requests, each on a new connection, from
+    `clients` threads."""
+    counts = {}
+    lock = threading.Lock()
+    per_client = total // clients
+
+    def client():
+        for _ in range(per_client):
+            status, body = launcher_get(port)
+            assert status == 200, body
+            with lock:
+                counts[body.split()[0]] = counts.get(body.split()[0], 0) + 1
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return counts
+
+
+def test_workers_share_one_socket_spread_and_resize(launcher_start):
+    port = launcher_free_ports(1)[0]
+    p = launcher_start("--workers", "4", "--port", port, APPS / "launcher_app.py:app")
+    p.wait_ready()
+    assert len(p.instance_pids()) == 4
+    # New connection per request: how evenly the kernel hands accepted connections out,
+    # one client at a time and then eight at once.
+    for clients, total in ((1, 2000), (8, 4000)):
+        counts = launcher_spread(port, clients, total)
+        shares = sorted((100.0 * n / total for n in counts.values()), reverse=True)
+        print(f"--workers 4, {clients} clients, {total} connections: shares % = {[round(x, 1) for x in shares]}")
+        assert sum(counts.values()) == total
+        assert len(counts) >= 2, f"one instance took every connection: {counts}"
+    sent_at = time.monotonic()
+    p.proc.send_signal(signal.SIGTTIN)
+    p.wait_for(r"instance 4 ready", 10, after=sent_at)
+    assert len(p.instance_pids()) == 5
+    p.proc.send_signal(signal.SIGTTOU)
+    p.wait_for(r"instance 4 \(pid \d+\) stopped", 10)
+    launcher_wait(lambda: len(p.instance_pids()) == 4, 5, "4 instances after SIGTTOU")
+    assert p.stop() == 0
+
+
+def test_nginx_flag_errors_are_one_line(tmp_path):
+    out = subprocess.run(
+        [str(EVSERVE), "--workers", "2", "--nginx-conf", tmp_path / "n.conf", str(APPS / "launcher_app.py:app")],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "--listen" in out.stderr, out.stderr
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-v"]))
