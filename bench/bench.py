@@ -556,6 +556,8 @@ def measure(run, scenario, script, args):
     record = {}
     problem = check_answer(run.port, scenario.app)
     if problem:
+        if run.proc.poll() is not None:
+            problem += " (server exited: %s)" % run.log_tail(2)
         return {"problem": "before the run: " + problem}
     cpu0 = tree_cpu_seconds(run.proc.pid)
     stats, problem = run_wrk(run.port, scenario, script, args.duration, args.connections)
@@ -675,6 +677,10 @@ def write_markdown(path, meta, results, notes):
         if scenario.name not in results:
             continue
         summary = {n: summarize(r["rounds"]) for n, r in results[scenario.name].items()}
+        for name, r in results[scenario.name].items():
+            if summary[name] is None:  # started, but no run completed
+                problems = sorted({x.get("problem", "no result") for x in r["rounds"]})
+                notes.setdefault("%s / %s" % (name, scenario.name), "every run failed: " + "; ".join(problems))
         summary = {n: s for n, s in summary.items() if s}
         base = summary.get("bjoern")
         lines += [
