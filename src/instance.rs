@@ -98,14 +98,15 @@ fn describe_unix(
 /// a socket of our own.
 fn listen(config: &InstanceConfig, fds: &mut listenfd::ListenFd) -> Result<Bound, String> {
     if fds.len() > 0 {
-        let inherited = |e: io::Error| format!("cannot use the inherited socket: {e}");
-        if let Some(l) = fds.take_tcp_listener(0).map_err(inherited)? {
+        // A socket of the wrong kind stays in place, so TCP then Unix can both be tried.
+        if let Ok(Some(l)) = fds.take_tcp_listener(0) {
             return describe_tcp(l);
         }
-        if let Some(l) = fds.take_unix_listener(0).map_err(inherited)? {
-            return describe_unix(l, None);
-        }
-        return Err("the inherited fd 3 is not a listening socket".into());
+        return match fds.take_unix_listener(0) {
+            Ok(Some(l)) => describe_unix(l, None),
+            Ok(None) => Err("the inherited listening socket was already taken".into()),
+            Err(e) => Err(format!("the inherited fd 3 is not a listening socket: {e}")),
+        };
     }
     match &config.bind {
         BindAddr::Tcp(addr) => {

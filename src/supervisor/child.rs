@@ -89,10 +89,10 @@ impl Recipe {
         let mut cmd = Command::new(&self.exe);
         cmd.args(&self.args)
             .env("EVSERVE_INSTANCE", "1")
-            .env("LISTEN_FDS", "1")
+            // fd 3: the listening socket; fd 4: the control socket (both systemd-style).
+            .env("LISTEN_FDS", "2")
             .env_remove("LISTEN_PID")
             .env_remove("LISTEN_FDNAMES")
-            .env("EVSERVE_CONTROL_FD", CONTROL_FD.to_string())
             .env("EVSERVE_INSTANCE_ID", slot.to_string())
             .stdin(Stdio::null())
             // Its own process group: a terminal's Ctrl-C reaches the launcher only, which
