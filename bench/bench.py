@@ -620,7 +620,7 @@ def target_checks(scenario, summary):
         r = ev["cpu_us"] / base["cpu_us"]
         checks.append(
             ("evserve", "CPU/req <= %.2f" % scenario.cpu_target,
-             "%s: CPU/request %.2f x bjoern (target <= %.2f)" % (scenario.name, r, scenario.cpu_target),
+             "%s: CPU/request %.3f x bjoern (target <= %.2f)" % (scenario.name, r, scenario.cpu_target),
              r <= scenario.cpu_target)
         )  # fmt: skip
     if ev:
