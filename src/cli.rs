@@ -243,6 +243,11 @@ fn parse_bind(serve: &ServeArgs) -> Result<BindAddr, String> {
     }
 }
 
+/// `path` made absolute against the current directory (unchanged if that fails).
+fn absolute(path: PathBuf) -> PathBuf {
+    std::path::absolute(&path).unwrap_or(path)
+}
+
 fn secs(flag: &str, value: u64) -> Result<Duration, String> {
     if value == 0 {
         return Err(format!("--{flag} must be at least 1 second"));
@@ -290,9 +295,17 @@ impl ServeArgs {
             write: secs("write-timeout", self.write_timeout)?,
             graceful: Duration::from_secs(self.graceful_timeout),
         };
-        let bind = parse_bind(&self)?;
+        // Paths the user typed are relative to where evserve was started, not to --chdir.
+        let bind = match parse_bind(&self)? {
+            BindAddr::Unix(path) => BindAddr::Unix(absolute(path)),
+            tcp => tcp,
+        };
         let python = PythonSetup {
-            venv: self.venv.clone().filter(|p| !p.as_os_str().is_empty()),
+            venv: self
+                .venv
+                .clone()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(absolute),
             chdir: self.chdir.clone(),
             pythonpath: self.pythonpath.clone(),
         };
@@ -301,7 +314,13 @@ impl ServeArgs {
             python,
             bind,
             root_path: self.root_path.trim_end_matches('/').to_string(),
-            access_log: self.access_log.clone(),
+            access_log: self.access_log.clone().map(|a| {
+                if a == "-" {
+                    a
+                } else {
+                    absolute(PathBuf::from(a)).to_string_lossy().into_owned()
+                }
+            }),
             limits,
             timeouts,
             max_connections: self.max_connections,

@@ -69,6 +69,14 @@ def test_venv_flag_selects_the_venv(serve, marker_venv):
     assert seen["pytest"] is None, seen
 
 
+def test_relative_venv_is_resolved_before_chdir(serve, marker_venv):
+    # Bug: a relative --venv was looked up inside the --chdir directory.
+    server = serve("venv_probe:application", "--venv", marker_venv.name, "--chdir", str(APPS),
+                   cwd=marker_venv.parent, argv_prefix=("env", "-i", CLEAN_PATH), env={})
+    seen = server.get_json("/")
+    assert seen["marker"] and seen["marker"].startswith(str(marker_venv)), seen
+
+
 def test_venv_of_another_python_version_is_refused_naming_both(tmp_path):
     if not os.path.exists(PYTHON312):
         pytest.skip("no Python 3.12 on this machine")
