@@ -632,12 +632,18 @@ impl Launcher {
         if let Some(nginx) = &mut self.nginx {
             match nginx.tend() {
                 Ok(true) => {
-                    let _ = write!(
-                        nginx_where,
-                        "; nginx (pid {}) on http://{}",
-                        nginx.pid().unwrap_or(0),
-                        nginx.listen()
-                    );
+                    let _ = match nginx.pid() {
+                        Some(pid) => write!(
+                            nginx_where,
+                            "; nginx (pid {pid}) on http://{}",
+                            nginx.listen()
+                        ),
+                        None => write!(
+                            nginx_where,
+                            "; nginx configuration for http://{} written (add --nginx to run it)",
+                            nginx.listen()
+                        ),
+                    };
                 }
                 Ok(false) => return,
                 Err(message) => {
