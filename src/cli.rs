@@ -326,6 +326,7 @@ impl ServeArgs {
             max_connections: self.max_connections,
             backlog: self.backlog,
             multiprocess: self.port_range.is_some() || self.workers.is_some(),
+            shared_listener: self.port_range.is_none() && self.workers.is_some(),
         };
         if !instance.root_path.is_empty() && !instance.root_path.starts_with('/') {
             return Err("--root-path must start with /".into());

@@ -122,6 +122,8 @@ pub struct InstanceConfig {
     pub backlog: u32,
     /// `wsgi.multiprocess`: true when started by the launcher.
     pub multiprocess: bool,
+    /// Other instances accept from the same listening socket (`--workers`).
+    pub shared_listener: bool,
 }
 
 /// The launcher: instances, supervision and nginx.

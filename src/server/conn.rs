@@ -147,9 +147,13 @@ pub(crate) struct Conn<A: App> {
     served: bool,
     work: Option<Box<Work<A::Chunk>>>,
     resp: Option<Responding<A::Stream>>,
+    session: Option<A::Session>,
     lingered: usize,
     /// The last step pulled a chunk from the app.
     pulled: bool,
+    /// Something was written before: a further write may wait for its ACK under Nagle.
+    wrote: bool,
+    nodelay: bool,
 }
 
 impl<A: App> Conn<A> {
@@ -169,8 +173,11 @@ impl<A: App> Conn<A> {
             served: false,
             work: None,
             resp: None,
+            session: None,
             lingered: 0,
             pulled: false,
+            wrote: false,
+            nodelay: false,
         }
     }
 
@@ -205,6 +212,17 @@ impl<A: App> Conn<A> {
             sh.timers.push(when, slot, self.serial);
             self.scheduled = Some(when);
         }
+    }
+
+    /// Before a write: a connection's first write never waits under Nagle's algorithm
+    /// (nothing is unacknowledged), so TCP_NODELAY costs its syscall only on connections
+    /// that write again (keep-alive, pipelining, streaming).
+    fn before_write(&mut self) {
+        if self.wrote && !self.nodelay {
+            self.stream.set_nodelay();
+            self.nodelay = true;
+        }
+        self.wrote = true;
     }
 
     /// Called when the deadline passed; the connection is closed right after.
@@ -292,6 +310,11 @@ impl<A: App> Conn<A> {
                         && work.head.body != BodyKind::Length(0)
                         && work.filled == work.head.len;
                     if wants_continue {
+                        if self.wrote && !self.nodelay {
+                            self.stream.set_nodelay();
+                            self.nodelay = true;
+                        }
+                        self.wrote = true;
                         work.out.push_bytes(b"HTTP/1.1 100 Continue\r\n\r\n");
                         if flush(&mut self.stream, &mut work.out, &mut self.write_ready).is_err() {
                             return Step::Close;
@@ -427,6 +450,7 @@ impl<A: App> Conn<A> {
     }
 
     fn write_refusal(&mut self, sh: &mut Shared<A::Chunk>) -> Step {
+        self.before_write();
         let Some(work) = self.work.as_mut() else {
             return Step::Close;
         };
@@ -479,7 +503,9 @@ impl<A: App> Conn<A> {
             peer: &self.peer,
         };
         sh.reply.reset();
-        let result = app.call(&request, &mut sh.reply);
+        let peer = &self.peer;
+        let session = self.session.get_or_insert_with(|| app.open_session(peer));
+        let result = app.call(session, &request, &mut sh.reply);
         sh.requests_served += 1;
         self.deadline = None;
         self.phase = Phase::Writing;
@@ -580,6 +606,7 @@ impl<A: App> Conn<A> {
     }
 
     fn write_response(&mut self, app: &mut A, sh: &mut Shared<A::Chunk>) -> Step {
+        self.before_write();
         let (Some(work), Some(resp)) = (self.work.as_mut(), self.resp.as_mut()) else {
             return Step::Close;
         };
@@ -868,10 +895,9 @@ fn log_access<C: AsRef<[u8]>>(sh: &mut Shared<C>, peer: &Peer, work: &Work<C>, s
     };
     let line = format!(
         "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\"\n",
-        if peer.addr.is_empty() {
-            "-"
-        } else {
-            &peer.addr
+        match peer {
+            Peer::Tcp(addr) => addr.ip().to_string(),
+            Peer::Unix => "-".to_string(),
         },
         sh.clock.log_time,
         escape(head.method.of(buf)),

@@ -119,10 +119,16 @@ pub struct Called<S> {
 pub trait App {
     type Chunk: AsRef<[u8]>;
     type Stream;
+    /// What the app keeps for one connection, across its requests.
+    type Session;
+
+    /// Called before a connection's first request.
+    fn open_session(&mut self, peer: &Peer) -> Self::Session;
 
     /// Runs the app for one request, filling `reply`.
     fn call(
         &mut self,
+        session: &mut Self::Session,
         request: &Request<'_>,
         reply: &mut Reply<Self::Chunk>,
     ) -> Result<Called<Self::Stream>, AppFailed>;
@@ -138,6 +144,11 @@ pub struct Settings {
     pub limits: Limits,
     pub timeouts: Timeouts,
     pub max_connections: usize,
+    /// Connections accepted per turn of the loop. 1 when other instances share the
+    /// listening socket: all of them wake for a burst of connections, and each should take
+    /// its share instead of the first one draining the queue (keep-alive would then pin
+    /// every connection to it).
+    pub accept_batch: usize,
     pub access_log: Option<Box<dyn Write>>,
     /// Where heartbeats go when a launcher supervises this instance.
     pub heartbeat: Option<UnixDatagram>,
@@ -235,6 +246,7 @@ pub fn run<A: App>(app: &mut A, listener: Listener, settings: Settings) -> io::R
         requests_served: 0,
     };
     let max_connections = settings.max_connections;
+    let accept_batch = settings.accept_batch.max(1);
     let heartbeat = settings.heartbeat;
     let mut last_heartbeat: Option<Instant> = None;
     let mut listener_ready = true;
@@ -277,7 +289,11 @@ pub fn run<A: App>(app: &mut A, listener: Listener, settings: Settings) -> io::R
             timeout =
                 Some(timeout.map_or(Duration::from_secs(1), |t| t.min(Duration::from_secs(1))));
         }
-        if !again.is_empty() {
+        let may_accept = listener.is_some()
+            && listener_ready
+            && accept_paused_until.is_none()
+            && conns.len() < max_connections;
+        if !again.is_empty() || may_accept {
             timeout = Some(Duration::ZERO);
         }
         let polled = app.unlocked(|| poll.poll(&mut events, timeout));
@@ -381,7 +397,13 @@ pub fn run<A: App>(app: &mut A, listener: Listener, settings: Settings) -> io::R
             listener_ready = true;
         }
         if let Some(l) = listener.as_mut() {
-            while listener_ready && accept_paused_until.is_none() && conns.len() < max_connections {
+            let mut accepted = 0;
+            while listener_ready
+                && accept_paused_until.is_none()
+                && conns.len() < max_connections
+                && accepted < accept_batch
+            {
+                accepted += 1;
                 match l.accept() {
                     Ok((stream, peer)) => {
                         starved_logged = false;

@@ -12,10 +12,12 @@ pub enum Listener {
     Unix(mio::net::UnixListener),
 }
 
-/// The client end as the app sees it (REMOTE_ADDR, REMOTE_PORT).
-pub struct Peer {
-    pub addr: String,
-    pub port: String,
+/// The client end as the app sees it (REMOTE_ADDR, REMOTE_PORT). Kept as an address,
+/// not text: most connections never need it formatted more than once.
+#[derive(Clone, Copy)]
+pub enum Peer {
+    Tcp(std::net::SocketAddr),
+    Unix,
 }
 
 impl Listener {
@@ -47,25 +49,11 @@ impl Listener {
         match self {
             Listener::Tcp(l) => {
                 let (s, addr) = l.accept()?;
-                // Small responses go out at once; a failure here only costs latency.
-                let _ = s.set_nodelay(true);
-                Ok((
-                    Stream::Tcp(s),
-                    Peer {
-                        addr: addr.ip().to_string(),
-                        port: addr.port().to_string(),
-                    },
-                ))
+                Ok((Stream::Tcp(s), Peer::Tcp(addr)))
             }
             Listener::Unix(l) => {
                 let (s, _) = l.accept()?;
-                Ok((
-                    Stream::Unix(s),
-                    Peer {
-                        addr: String::new(),
-                        port: String::new(),
-                    },
-                ))
+                Ok((Stream::Unix(s), Peer::Unix))
             }
         }
     }
@@ -82,6 +70,13 @@ impl Stream {
         match self {
             Stream::Tcp(s) => registry.register(s, token, interest),
             Stream::Unix(s) => registry.register(s, token, interest),
+        }
+    }
+
+    /// Turns Nagle's algorithm off (TCP only). A failure only costs latency.
+    pub(crate) fn set_nodelay(&self) {
+        if let Stream::Tcp(s) = self {
+            let _ = s.set_nodelay(true);
         }
     }
 

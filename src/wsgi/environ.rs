@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
 
 use crate::http1::{self, Version};
-use crate::server::{Request, RequestBody};
+use crate::server::{Peer, Request, RequestBody};
 
 /// Header names common enough to deserve a cached `HTTP_*` key (lower-case).
 const COMMON_HEADERS: &[&str] = &[
@@ -169,10 +169,22 @@ impl Environ {
         })
     }
 
+    /// REMOTE_ADDR and REMOTE_PORT of a connection, made once for all its requests.
+    pub fn remote(&self, py: Python<'_>, peer: &Peer) -> (Py<PyString>, Py<PyString>) {
+        match peer {
+            Peer::Tcp(addr) => (
+                PyString::new(py, &addr.ip().to_string()).unbind(),
+                PyString::new(py, itoa::Buffer::new().format(addr.port())).unbind(),
+            ),
+            Peer::Unix => (self.empty.clone_ref(py), self.empty.clone_ref(py)),
+        }
+    }
+
     /// The environ for one request.
     pub fn build<'py>(
         &mut self,
         py: Python<'py>,
+        remote: &(Py<PyString>, Py<PyString>),
         req: &Request<'_>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let buf = req.buf;
@@ -208,8 +220,8 @@ impl Environ {
                 Version::Http11 => &self.http11,
             },
         )?;
-        env.set_item(&self.remote_addr, PyString::new(py, &req.peer.addr))?;
-        env.set_item(&self.remote_port, PyString::new(py, &req.peer.port))?;
+        env.set_item(&self.remote_addr, &remote.0)?;
+        env.set_item(&self.remote_port, &remote.1)?;
 
         for header in &head.headers {
             let name = header.name.of(buf);

@@ -13,11 +13,11 @@ use std::ffi::CString;
 use std::os::fd::BorrowedFd;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyIterator, PyList, PyModule, PyTuple};
+use pyo3::types::{PyBytes, PyIterator, PyList, PyModule, PyString, PyTuple};
 
 use crate::config::{AppSource, AppSpec};
 use crate::log;
-use crate::server::{self, AppFailed, Called, FileBody, Pull, Reply, Request};
+use crate::server::{self, AppFailed, Called, FileBody, Peer, Pull, Reply, Request};
 
 pub use response::{Chunk, Stream};
 use response::{FileWrapper, Invalid, StartResponse};
@@ -71,6 +71,21 @@ pub struct Site<'a> {
     pub server_name: &'a str,
     pub server_port: &'a str,
     pub multiprocess: bool,
+}
+
+/// Whether `obj` is referenced from nowhere but here.
+fn only_reference<T>(obj: &Py<T>) -> bool {
+    // SAFETY: `obj` is a live, owned reference, so its pointer is valid; this thread
+    // holds the GIL (every caller runs inside the instance's attached event loop), which
+    // makes reading the reference count race-free.
+    unsafe { pyo3::ffi::Py_REFCNT(obj.as_ptr()) == 1 }
+}
+
+/// What one connection keeps across its requests.
+pub struct Session {
+    remote: (Py<PyString>, Py<PyString>),
+    /// Reused for the next request when nothing else still holds it.
+    start_response: Option<Py<StartResponse>>,
 }
 
 /// A loaded WSGI app, ready to serve requests on the thread that holds `py`.
@@ -154,27 +169,45 @@ fn sendfile_source(wrapper: &Bound<'_, FileWrapper>) -> Option<FileBody> {
 impl<'py> server::App for WsgiApp<'py> {
     type Chunk = Chunk;
     type Stream = Stream;
+    type Session = Session;
+
+    fn open_session(&mut self, peer: &Peer) -> Session {
+        Session {
+            remote: self.environ.remote(self.py, peer),
+            start_response: None,
+        }
+    }
 
     fn call(
         &mut self,
+        session: &mut Session,
         request: &Request<'_>,
         reply: &mut Reply<Chunk>,
     ) -> Result<Called<Stream>, AppFailed> {
         let py = self.py;
-        let environ = match self.environ.build(py, request) {
+        let environ = match self.environ.build(py, &session.remote, request) {
             Ok(env) => env,
             Err(e) => {
                 self.log_failure(request, "cannot build the environ", Some(e));
                 return Err(AppFailed);
             }
         };
-        let start_response = match Bound::new(py, StartResponse::new()) {
-            Ok(sr) => sr,
-            Err(e) => {
-                self.log_failure(request, "internal error", Some(e));
-                return Err(AppFailed);
+        let start_response = match session.start_response.take() {
+            // Only the session holds it: the previous response is done with it.
+            Some(sr) if only_reference(&sr) => {
+                let sr = sr.into_bound(py);
+                sr.borrow_mut().reset();
+                sr
             }
+            _ => match Bound::new(py, StartResponse::new()) {
+                Ok(sr) => sr,
+                Err(e) => {
+                    self.log_failure(request, "internal error", Some(e));
+                    return Err(AppFailed);
+                }
+            },
         };
+        session.start_response = Some(start_response.clone().unbind());
         let result = match self.app.call1((environ, &start_response)) {
             Ok(result) => result,
             Err(e) => {

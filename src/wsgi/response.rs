@@ -31,6 +31,14 @@ impl StartResponse {
             written: Vec::new(),
         }
     }
+
+    /// Makes a used object ready for the next request of its connection.
+    pub fn reset(&mut self) {
+        self.status = None;
+        self.headers = None;
+        self.sent = false;
+        self.written.clear();
+    }
 }
 
 #[pymethods]
