@@ -299,11 +299,6 @@ fn common_header(name: &[u8]) -> Option<usize> {
 
 /// Bytes as a str, one character per byte (latin-1), as PEP 3333 requires.
 pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
-    if let Ok(s) = std::str::from_utf8(bytes) {
-        if s.is_ascii() {
-            return PyString::new(py, s);
-        }
-    }
     // SAFETY: the pointer and length describe `bytes`, alive for the call; latin-1
     // decoding cannot fail, and a NULL result (out of memory) is turned into a Python
     // error by `from_owned_ptr_or_err`'s check below.
