@@ -55,8 +55,13 @@ STOP_TIMEOUT = 10.0
 class Server:
     """How to start one server: its argv for a port and an app name."""
 
-    def __init__(self, name, argv, processes=1, needs=None, static=False, env=None):
+    def __init__(self, name, argv, processes=1, needs=None, static=False, env=None,
+                 ready_line=None):
         self.name = name
+        # A line the server logs once every process accepts. A launcher binds its port
+        # before its instances are up, so a successful connect proves nothing: load sent
+        # then lands on whichever instance came up first and keep-alive pins it there.
+        self.ready_line = ready_line
         self.argv = argv  # function (port, app_name, workdir) -> list
         self.processes = processes
         self.needs = needs  # module or binary that must be present
@@ -188,8 +193,10 @@ SINGLE = [
 ]
 
 MULTI = [
-    Server("evserve --workers 2", _evserve_workers, processes=2, needs="evserve", env=EVSERVE_ENV),
-    Server("evserve + nginx (2)", _evserve_nginx, processes=2, needs="evserve", env=EVSERVE_ENV),
+    Server("evserve --workers 2", _evserve_workers, processes=2, needs="evserve", env=EVSERVE_ENV,
+           ready_line="ready:"),
+    Server("evserve + nginx (2)", _evserve_nginx, processes=2, needs="evserve", env=EVSERVE_ENV,
+           ready_line="ready:"),
     Server("bjoern x2 reuse_port", _peer("bjoern", 2), processes=2, needs="bjoern"),
     Server("gunicorn -w 2", _gunicorn("sync", 2), processes=2, needs="gunicorn"),
     Server("granian --workers 2", _granian(2), processes=2, needs="granian"),
@@ -301,6 +308,13 @@ class Running:
         self.workdir = workdir
         self.idle_rss = None
 
+    def logged(self, text):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return any(text in line for line in f)
+        except OSError:
+            return False
+
     def log_tail(self, lines=3):
         try:
             with open(self.log_path, errors="replace") as f:
@@ -364,6 +378,9 @@ def wait_ready(run, timeout=START_TIMEOUT):
     while time.monotonic() < deadline:
         if run.proc.poll() is not None:
             return "exited with code %s: %s" % (run.proc.returncode, run.log_tail())
+        if run.server.ready_line and not run.logged(run.server.ready_line):
+            time.sleep(0.05)
+            continue
         try:
             with socket.create_connection(("127.0.0.1", run.port), timeout=0.5):
                 return None
