@@ -151,9 +151,26 @@ pub(crate) struct Conn<A: App> {
     lingered: usize,
     /// The last step pulled a chunk from the app.
     pulled: bool,
-    /// Something was written before: a further write may wait for its ACK under Nagle.
+    nagle: Nagle,
+}
+
+/// A connection's first write never waits under Nagle's algorithm (nothing is
+/// unacknowledged), so TCP_NODELAY costs its syscall only on connections that write again
+/// (keep-alive, pipelining, streaming).
+#[derive(Default)]
+struct Nagle {
     wrote: bool,
-    nodelay: bool,
+    off: bool,
+}
+
+impl Nagle {
+    fn before_write(&mut self, stream: &Stream) {
+        if self.wrote && !self.off {
+            stream.set_nodelay();
+            self.off = true;
+        }
+        self.wrote = true;
+    }
 }
 
 impl<A: App> Conn<A> {
@@ -176,8 +193,7 @@ impl<A: App> Conn<A> {
             session: None,
             lingered: 0,
             pulled: false,
-            wrote: false,
-            nodelay: false,
+            nagle: Nagle::default(),
         }
     }
 
@@ -212,17 +228,6 @@ impl<A: App> Conn<A> {
             sh.timers.push(when, slot, self.serial);
             self.scheduled = Some(when);
         }
-    }
-
-    /// Before a write: a connection's first write never waits under Nagle's algorithm
-    /// (nothing is unacknowledged), so TCP_NODELAY costs its syscall only on connections
-    /// that write again (keep-alive, pipelining, streaming).
-    fn before_write(&mut self) {
-        if self.wrote && !self.nodelay {
-            self.stream.set_nodelay();
-            self.nodelay = true;
-        }
-        self.wrote = true;
     }
 
     /// Called when the deadline passed; the connection is closed right after.
@@ -310,11 +315,7 @@ impl<A: App> Conn<A> {
                         && work.head.body != BodyKind::Length(0)
                         && work.filled == work.head.len;
                     if wants_continue {
-                        if self.wrote && !self.nodelay {
-                            self.stream.set_nodelay();
-                            self.nodelay = true;
-                        }
-                        self.wrote = true;
+                        self.nagle.before_write(&self.stream);
                         work.out.push_bytes(b"HTTP/1.1 100 Continue\r\n\r\n");
                         if flush(&mut self.stream, &mut work.out, &mut self.write_ready).is_err() {
                             return Step::Close;
@@ -450,7 +451,7 @@ impl<A: App> Conn<A> {
     }
 
     fn write_refusal(&mut self, sh: &mut Shared<A::Chunk>) -> Step {
-        self.before_write();
+        self.nagle.before_write(&self.stream);
         let Some(work) = self.work.as_mut() else {
             return Step::Close;
         };
@@ -606,7 +607,7 @@ impl<A: App> Conn<A> {
     }
 
     fn write_response(&mut self, app: &mut A, sh: &mut Shared<A::Chunk>) -> Step {
-        self.before_write();
+        self.nagle.before_write(&self.stream);
         let (Some(work), Some(resp)) = (self.work.as_mut(), self.resp.as_mut()) else {
             return Step::Close;
         };
