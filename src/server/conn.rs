@@ -501,7 +501,6 @@ impl<A: App> Conn<A> {
             buf: &work.rbuf[..work.head.len],
             head: &work.head,
             body,
-            peer: &self.peer,
         };
         sh.reply.reset();
         let peer = &self.peer;

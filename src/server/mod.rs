@@ -37,7 +37,6 @@ pub struct Request<'a> {
     pub buf: &'a [u8],
     pub head: &'a Head,
     pub body: RequestBody<'a>,
-    pub peer: &'a Peer,
 }
 
 pub enum RequestBody<'a> {

@@ -13,7 +13,7 @@ use std::ffi::CString;
 use std::os::fd::BorrowedFd;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyIterator, PyList, PyModule, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyModule, PyString, PyTuple};
 
 use crate::config::{AppSource, AppSpec};
 use crate::log;
@@ -252,7 +252,7 @@ impl<'py> server::App for WsgiApp<'py> {
                 let chunk = as_chunk(item?)?;
                 if !chunk.as_ref().is_empty() {
                     reply.chunks.push(chunk);
-                    stream.iter = Some(iter.unbind().into_any());
+                    stream.iter = Some(iter.unbind());
                     return Ok(true);
                 }
             }
@@ -311,10 +311,7 @@ impl<'py> server::App for WsgiApp<'py> {
         let Some(iter) = stream.iter.as_ref() else {
             return Pull::End;
         };
-        let Ok(iter) = iter.bind(py).cast::<PyIterator>() else {
-            return Pull::End;
-        };
-        let mut iter = iter.clone();
+        let mut iter = iter.bind(py).clone();
         loop {
             match iter.next() {
                 None => return Pull::End,

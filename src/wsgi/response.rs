@@ -6,7 +6,7 @@
 
 use pyo3::exceptions::{PyAssertionError, PyStopIteration, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyIterator, PyList, PyString, PyTuple};
 
 use crate::http1;
 
@@ -184,7 +184,7 @@ impl AsRef<[u8]> for Chunk {
 /// A response in progress. Dropping it calls the iterable's `close()`, always.
 pub struct Stream {
     /// The iterator chunks are pulled from (None when the body was a list or a file).
-    pub iter: Option<Py<PyAny>>,
+    pub iter: Option<Py<PyIterator>>,
     /// The object whose `close()` is due (None for plain lists and tuples).
     pub closeable: Option<Py<PyAny>>,
     pub start_response: Py<StartResponse>,
