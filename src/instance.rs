@@ -303,7 +303,7 @@ fn serve(
         limits: config.limits,
         timeouts: config.timeouts,
         max_connections: config.max_connections,
-        accept_batch: if config.shared_listener { 1 } else { 64 },
+        shares_listener: config.shared_listener,
         access_log,
         heartbeat: control,
         signals,

@@ -208,6 +208,11 @@ impl<A: App> Conn<A> {
             && self.work.as_ref().is_none_or(|w| w.is_empty())
     }
 
+    /// Accepted but silent so far: no request has begun on it.
+    pub fn is_fresh(&self) -> bool {
+        !self.served && self.is_idle()
+    }
+
     /// Sets the deadline for the phase the connection waits in. Called only when it stops
     /// for now, so a request answered at once never touches the timer heap.
     fn arm(&mut self, sh: &mut Shared<A::Chunk>, slot: usize) {

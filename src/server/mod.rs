@@ -143,11 +143,13 @@ pub struct Settings {
     pub limits: Limits,
     pub timeouts: Timeouts,
     pub max_connections: usize,
-    /// Connections accepted per turn of the loop. 1 when other instances share the
-    /// listening socket: all of them wake for a burst of connections, and each should take
-    /// its share instead of the first one draining the queue (keep-alive would then pin
-    /// every connection to it).
-    pub accept_batch: usize,
+    /// Other instances accept from the same listening socket. All of them wake for a
+    /// burst of connections, and each should take its share instead of the first one
+    /// draining the queue (keep-alive would then pin every connection to it): an instance
+    /// then accepts no connection while the one it accepted last has not sent its first
+    /// byte (for at most `FRESH_HOLD`), so that taking a connection costs the time to
+    /// serve its first request, and an idle instance gets the next one.
+    pub shares_listener: bool,
     pub access_log: Option<Box<dyn Write>>,
     /// Where heartbeats go when a launcher supervises this instance.
     pub heartbeat: Option<UnixDatagram>,
@@ -245,7 +247,9 @@ pub fn run<A: App>(app: &mut A, listener: Listener, settings: Settings) -> io::R
         requests_served: 0,
     };
     let max_connections = settings.max_connections;
-    let accept_batch = settings.accept_batch.max(1);
+    let shares_listener = settings.shares_listener;
+    // Shared listener: the connection accepted last, while it may still be silent.
+    let mut fresh: Option<Fresh> = None;
     let heartbeat = settings.heartbeat;
     let mut last_heartbeat: Option<Instant> = None;
     let mut listener_ready = true;
@@ -288,8 +292,15 @@ pub fn run<A: App>(app: &mut A, listener: Listener, settings: Settings) -> io::R
             timeout =
                 Some(timeout.map_or(Duration::from_secs(1), |t| t.min(Duration::from_secs(1))));
         }
+        let holding = fresh.filter(|f| f.holds(&conns, shared.now));
+        fresh = holding;
+        if let Some(f) = holding {
+            let left = f.until.saturating_duration_since(shared.now);
+            timeout = Some(timeout.map_or(left, |t| t.min(left)));
+        }
         let may_accept = listener.is_some()
             && listener_ready
+            && holding.is_none()
             && accept_paused_until.is_none()
             && conns.len() < max_connections;
         if !again.is_empty() || may_accept {
@@ -398,9 +409,10 @@ pub fn run<A: App>(app: &mut A, listener: Listener, settings: Settings) -> io::R
         if let Some(l) = listener.as_mut() {
             let mut accepted = 0;
             while listener_ready
+                && fresh.is_none_or(|f| !f.holds(&conns, shared.now))
                 && accept_paused_until.is_none()
                 && conns.len() < max_connections
-                && accepted < accept_batch
+                && accepted < ACCEPT_BATCH
             {
                 accepted += 1;
                 match l.accept() {
@@ -416,6 +428,13 @@ pub fn run<A: App>(app: &mut A, listener: Listener, settings: Settings) -> io::R
                         }
                         entry.insert(conn);
                         drive_slot(app, &mut conns, &mut shared, slot, &mut again);
+                        if shares_listener {
+                            fresh = Some(Fresh {
+                                slot,
+                                serial,
+                                until: shared.now + FRESH_HOLD,
+                            });
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => listener_ready = false,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -441,6 +460,31 @@ pub fn run<A: App>(app: &mut A, listener: Listener, settings: Settings) -> io::R
         let _ = out.flush();
     }
     Ok(())
+}
+
+/// Connections accepted per loop turn at most.
+const ACCEPT_BATCH: usize = 64;
+/// How long an instance sharing its listener waits for the connection it accepted last
+/// to send something before it accepts another.
+const FRESH_HOLD: Duration = Duration::from_millis(1);
+
+/// The connection an instance sharing its listener accepted last.
+#[derive(Clone, Copy)]
+struct Fresh {
+    slot: usize,
+    serial: u64,
+    until: Instant,
+}
+
+impl Fresh {
+    /// Whether it still keeps the instance from accepting: it is open, has sent nothing
+    /// yet, and the hold has not run out.
+    fn holds<A: App>(&self, conns: &Slab<Conn<A>>, now: Instant) -> bool {
+        now < self.until
+            && conns
+                .get(self.slot)
+                .is_some_and(|c| c.serial == self.serial && c.is_fresh())
+    }
 }
 
 fn is_out_of_resources(e: &io::Error) -> bool {

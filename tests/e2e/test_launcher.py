@@ -578,6 +578,43 @@ def test_workers_share_one_socket_spread_and_resize(launcher_start):
     assert p.stop() == 0
 
 
+def test_a_burst_of_new_connections_is_shared_by_the_instances(launcher_start, tmp_path):
+    # Bug: with --workers, an instance that was free accepted every connection of a burst
+    # before any request arrived on them (an accept cost nothing until then) while the
+    # other instances were busy or still waking; keep-alive then pinned all the load to
+    # it, and two instances served on one core. Now an instance takes no new connection
+    # while the one it accepted last has not sent its request.
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    port = launcher_free_ports(1)[0]
+    p = launcher_start(
+        "--workers", "2", "--port", port, APPS / "launcher_app.py:app", env={"LAUNCHER_TEST_MARKS": str(marks)}
+    )
+    p.wait_ready()
+    assert len(p.instance_pids()) == 2
+    busy = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    busy.request("GET", "/sleep?s=0.06&mark=1")
+    busy_pid = int(launcher_wait(lambda: list(marks.iterdir()), 5, "an instance inside /sleep")[0].name)
+    # Like a load generator: open every connection, then send a request on each.
+    burst = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(16)]
+    for c in burst:
+        c.connect()
+    for c in burst:
+        c.request("GET", "/sleep?s=0.02")
+    served_by = []
+    for c in burst:
+        resp = c.getresponse()
+        assert resp.status == 200
+        served_by.append(int(resp.read().decode().split()[0].removeprefix("pid=")))
+        c.close()
+    assert busy.getresponse().status == 200
+    busy.close()
+    by_busy = served_by.count(busy_pid)
+    print(f"--workers 2, 16 new connections while one instance was busy: {by_busy} / {16 - by_busy}")
+    assert len(set(served_by)) == 2 and 4 <= by_busy <= 12, served_by
+    assert p.stop() == 0
+
+
 def test_nginx_flag_errors_are_one_line(tmp_path):
     out = subprocess.run(
         [str(EVSERVE), "--workers", "2", "--nginx-conf", tmp_path / "n.conf", str(APPS / "launcher_app.py:app")],
