@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Registry, Token};
 
-use super::net::{Peer, Stream};
+use super::net::{Closing, Peer, Stream};
 use super::output::Output;
 use super::{App, AppFailed, Called, FileBody, Pull, Request, RequestBody, Shared};
 use crate::http1::{self, BodyDecoder, BodyKind, Head, Version};
@@ -128,6 +128,7 @@ enum Step {
 }
 
 pub(crate) struct Conn<A: App> {
+    /// Declared first, so it closes before a response still held is dropped.
     stream: Stream,
     pub serial: u64,
     peer: Peer,
@@ -246,8 +247,9 @@ impl<A: App> Conn<A> {
     }
 
     /// Returns the buffers to the pool; drops (and so closes) any response in progress.
+    /// Returns the connection's buffers to the pool. A response still held is left to be
+    /// dropped with the connection, after its socket.
     pub fn release(&mut self, sh: &mut Shared<A::Chunk>) {
-        self.resp = None;
         if let Some(work) = self.work.take() {
             recycle(work, sh);
         }
@@ -617,7 +619,20 @@ impl<A: App> Conn<A> {
         };
         let out = &mut work.out;
         if !out.is_empty() {
-            if flush(&mut self.stream, out, &mut self.write_ready).is_err() {
+            // The connection closes once this is out, and nothing the client sent after
+            // the request waits unread (close() would then reset instead, losing the
+            // held segment).
+            let last = !resp.keep_alive
+                && !resp.more
+                && resp.file.is_none()
+                && !self.read_ready
+                && work.filled <= work.head.len;
+            let flushed = if last {
+                flush(&mut Closing(&mut self.stream), out, &mut self.write_ready)
+            } else {
+                flush(&mut self.stream, out, &mut self.write_ready)
+            };
+            if flushed.is_err() {
                 return Step::Close;
             }
             if !out.is_empty() {
@@ -706,6 +721,10 @@ impl<A: App> Conn<A> {
         }
         work.consume_request();
         if !resp.keep_alive || sh.draining {
+            // Kept until the connection is dropped: its socket is closed first (the field
+            // comes first), so the client has the whole answer before the app's close()
+            // runs.
+            self.resp = Some(resp);
             return Step::Close;
         }
         self.phase = Phase::Idle;
@@ -739,8 +758,8 @@ fn recycle<C: AsRef<[u8]>>(mut work: Box<Work<C>>, sh: &mut Shared<C>) {
 }
 
 /// Writes queued bytes until done or the socket is full.
-fn flush<C: AsRef<[u8]>>(
-    stream: &mut Stream,
+fn flush<C: AsRef<[u8]>, W: Write>(
+    stream: &mut W,
     out: &mut Output<C>,
     write_ready: &mut bool,
 ) -> io::Result<()> {

@@ -419,15 +419,15 @@ pub fn run<A: App>(app: &mut A, listener: Listener, settings: Settings) -> io::R
                     Ok((stream, peer)) => {
                         starved_logged = false;
                         serial += 1;
-                        let entry = conns.vacant_entry();
-                        let slot = entry.key();
-                        let mut conn = Conn::new(stream, peer, serial, shared.now);
-                        if let Err(e) = conn.register(poll.registry(), Token(slot + FIRST_CONN)) {
-                            log::warn(&format!("cannot watch a new connection: {e}"));
-                            continue;
-                        }
-                        entry.insert(conn);
-                        drive_slot(app, &mut conns, &mut shared, slot, &mut again);
+                        let slot = conns.insert(Conn::new(stream, peer, serial, shared.now));
+                        serve_new(
+                            app,
+                            &mut conns,
+                            &mut shared,
+                            slot,
+                            poll.registry(),
+                            &mut again,
+                        );
                         if shares_listener {
                             fresh = Some(Fresh {
                                 slot,
@@ -511,6 +511,36 @@ fn drive_slot<A: App>(
         conn::Drive::Wait => {}
         conn::Drive::Again => again.push(slot),
         conn::Drive::Close => close_conn(conns, shared, slot),
+    }
+}
+
+/// Serves a connection just accepted as far as it goes, and only then watches it: one
+/// answered at once and closed (`Connection: close`) never costs the poller anything.
+/// Registering after the reads is safe with edge-triggered readiness: registration
+/// reports what is already pending.
+fn serve_new<A: App>(
+    app: &mut A,
+    conns: &mut Slab<Conn<A>>,
+    shared: &mut Shared<A::Chunk>,
+    slot: usize,
+    registry: &mio::Registry,
+    again: &mut Vec<usize>,
+) {
+    let Some(conn) = conns.get_mut(slot) else {
+        return;
+    };
+    let drive = conn.drive(app, shared, slot);
+    if matches!(drive, conn::Drive::Close) {
+        close_conn(conns, shared, slot);
+        return;
+    }
+    if let Err(e) = conn.register(registry, Token(slot + FIRST_CONN)) {
+        log::warn(&format!("cannot watch a new connection: {e}"));
+        close_conn(conns, shared, slot);
+        return;
+    }
+    if matches!(drive, conn::Drive::Again) {
+        again.push(slot);
     }
 }
 

@@ -117,6 +117,34 @@ impl Write for Stream {
     }
 }
 
+/// Writes that end the last response of a connection that closes right after. On TCP
+/// they carry MSG_MORE: the kernel keeps the last partial segment back, and the close
+/// that follows puts the FIN on it, so the client gets the end of the answer and the FIN
+/// in one packet instead of two.
+pub struct Closing<'a>(pub &'a mut Stream);
+
+impl Write for Closing<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self.0 {
+            Stream::Tcp(s) => Ok(rustix::net::sendmsg(
+                &*s,
+                bufs,
+                &mut rustix::net::SendAncillaryBuffer::default(),
+                rustix::net::SendFlags::MORE | rustix::net::SendFlags::NOSIGNAL,
+            )?),
+            Stream::Unix(s) => s.write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 impl AsFd for Stream {
     fn as_fd(&self) -> BorrowedFd<'_> {
         match self {

@@ -106,8 +106,8 @@ def application(environ, start_response):
     if path == "/close":
         query = parse_qs(environ["QUERY_STRING"])
         ident, mode = query["id"][0], query["mode"][0]
-        chunks = {"ok": [b"fine"], "raise": _failing_chunks(), "big": _big_chunks()}[mode]
+        chunks = {"ok": [b"fine"], "slow": [b"fine"], "raise": _failing_chunks(), "big": _big_chunks()}[mode]
         headers = [("Content-Length", str(100 * 1024 * 1024))] if mode == "big" else []
         start_response("200 OK", headers)
-        return RecordsClose(ident, chunks)
+        return RecordsClose(ident, chunks, close_delay=1.0 if mode == "slow" else 0.0)
     return ROUTES[path](environ, start_response)

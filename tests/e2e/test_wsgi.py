@@ -193,6 +193,22 @@ def test_close_is_called_on_the_response_iterable(rules_server, mode):
     wait_for(lambda: f"{ident} closed" in closes(rules_server), 5, message="close() to be called")
 
 
+def test_a_closing_connection_ends_before_a_slow_close_returns(rules_server):
+    # The last piece of a Connection: close answer is held back to travel with the FIN,
+    # and the socket closes before the app's close() runs: a close() that takes a second
+    # must not keep the client waiting for the end of its answer.
+    ident = f"slow-{time.monotonic_ns()}"
+    with Conn(rules_server) as c:
+        start = time.monotonic()
+        c.send(get(f"/close?id={ident}&mode=slow", extra="Connection: close\r\n"))
+        data, closed = c.read_to_close(start + 5)
+        took = time.monotonic() - start
+    assert closed and took < 0.5, f"closed={closed} after {took:.2f}s"
+    responses = parse_all(data)
+    assert len(responses) == 1 and responses[0].body == b"fine", data
+    wait_for(lambda: f"{ident} closed" in closes(rules_server), 5, message="close() to be called")
+
+
 def test_close_is_called_when_the_client_disconnects_mid_response(rules_server):
     ident = f"gone-{time.monotonic_ns()}"
     c = Conn(rules_server)
