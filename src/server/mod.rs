@@ -145,10 +145,8 @@ pub struct Settings {
     pub max_connections: usize,
     /// Other instances accept from the same listening socket. All of them wake for a
     /// burst of connections, and each should take its share instead of the first one
-    /// draining the queue (keep-alive would then pin every connection to it): an instance
-    /// then accepts no connection while the one it accepted last has not sent its first
-    /// byte (for at most `FRESH_HOLD`), so that taking a connection costs the time to
-    /// serve its first request, and an idle instance gets the next one.
+    /// draining the queue (keep-alive would then pin every connection to it): see
+    /// `AcceptGate`.
     pub shares_listener: bool,
     pub access_log: Option<Box<dyn Write>>,
     /// Where heartbeats go when a launcher supervises this instance.
@@ -248,8 +246,7 @@ pub fn run<A: App>(app: &mut A, listener: Listener, settings: Settings) -> io::R
     };
     let max_connections = settings.max_connections;
     let shares_listener = settings.shares_listener;
-    // Shared listener: the connection accepted last, while it may still be silent.
-    let mut fresh: Option<Fresh> = None;
+    let mut gate = AcceptGate::new(shares_listener);
     let heartbeat = settings.heartbeat;
     let mut last_heartbeat: Option<Instant> = None;
     let mut listener_ready = true;
@@ -292,10 +289,9 @@ pub fn run<A: App>(app: &mut A, listener: Listener, settings: Settings) -> io::R
             timeout =
                 Some(timeout.map_or(Duration::from_secs(1), |t| t.min(Duration::from_secs(1))));
         }
-        let holding = fresh.filter(|f| f.holds(&conns, shared.now));
-        fresh = holding;
-        if let Some(f) = holding {
-            let left = f.until.saturating_duration_since(shared.now);
+        let holding = gate.holding(&conns, shared.now);
+        if let Some(until) = holding {
+            let left = until.saturating_duration_since(shared.now);
             timeout = Some(timeout.map_or(left, |t| t.min(left)));
         }
         let may_accept = listener.is_some()
@@ -409,7 +405,7 @@ pub fn run<A: App>(app: &mut A, listener: Listener, settings: Settings) -> io::R
         if let Some(l) = listener.as_mut() {
             let mut accepted = 0;
             while listener_ready
-                && fresh.is_none_or(|f| !f.holds(&conns, shared.now))
+                && gate.holding(&conns, shared.now).is_none()
                 && accept_paused_until.is_none()
                 && conns.len() < max_connections
                 && accepted < ACCEPT_BATCH
@@ -428,15 +424,12 @@ pub fn run<A: App>(app: &mut A, listener: Listener, settings: Settings) -> io::R
                             poll.registry(),
                             &mut again,
                         );
-                        if shares_listener {
-                            fresh = Some(Fresh {
-                                slot,
-                                serial,
-                                until: shared.now + FRESH_HOLD,
-                            });
-                        }
+                        gate.accepted(slot, serial, shared.now);
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => listener_ready = false,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        listener_ready = false;
+                        gate.drained();
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) if is_out_of_resources(&e) => {
                         if !starved_logged {
@@ -467,23 +460,58 @@ const ACCEPT_BATCH: usize = 64;
 /// How long an instance sharing its listener waits for the connection it accepted last
 /// to send something before it accepts another.
 const FRESH_HOLD: Duration = Duration::from_millis(1);
+/// Holds in a row that ran out on a silent connection before holding stops until the
+/// accept queue is empty: a flood of connections that send nothing must not slow
+/// accepting down to one per `FRESH_HOLD`, with real clients queued behind it.
+const SILENT_HOLDS_MAX: u32 = 4;
 
-/// The connection an instance sharing its listener accepted last.
-#[derive(Clone, Copy)]
-struct Fresh {
-    slot: usize,
-    serial: u64,
-    until: Instant,
+/// When an instance sharing its listening socket may accept: not while the connection it
+/// accepted last is open and silent (for at most `FRESH_HOLD`), so that taking a
+/// connection costs the time to serve its first request and an idle instance gets the
+/// next one.
+struct AcceptGate {
+    enabled: bool,
+    /// The connection accepted last, while it may hold the gate: slot, serial, until.
+    fresh: Option<(usize, u64, Instant)>,
+    silent_holds: u32,
 }
 
-impl Fresh {
-    /// Whether it still keeps the instance from accepting: it is open, has sent nothing
-    /// yet, and the hold has not run out.
-    fn holds<A: App>(&self, conns: &Slab<Conn<A>>, now: Instant) -> bool {
-        now < self.until
-            && conns
-                .get(self.slot)
-                .is_some_and(|c| c.serial == self.serial && c.is_fresh())
+impl AcceptGate {
+    fn new(shares_listener: bool) -> Self {
+        AcceptGate {
+            enabled: shares_listener,
+            fresh: None,
+            silent_holds: 0,
+        }
+    }
+
+    /// Until when accepting waits, if it does.
+    fn holding<A: App>(&mut self, conns: &Slab<Conn<A>>, now: Instant) -> Option<Instant> {
+        let (slot, serial, until) = self.fresh?;
+        let silent = conns
+            .get(slot)
+            .is_some_and(|c| c.serial == serial && c.is_fresh());
+        if silent && now < until {
+            return Some(until);
+        }
+        self.fresh = None;
+        if silent {
+            self.silent_holds += 1;
+        } else {
+            self.silent_holds = 0;
+        }
+        None
+    }
+
+    fn accepted(&mut self, slot: usize, serial: u64, now: Instant) {
+        if self.enabled && self.silent_holds < SILENT_HOLDS_MAX {
+            self.fresh = Some((slot, serial, now + FRESH_HOLD));
+        }
+    }
+
+    /// The accept queue is empty.
+    fn drained(&mut self) {
+        self.silent_holds = 0;
     }
 }
 

@@ -615,6 +615,29 @@ def test_a_burst_of_new_connections_is_shared_by_the_instances(launcher_start, t
     assert p.stop() == 0
 
 
+def test_a_flood_of_silent_connections_does_not_slow_accepting(launcher_start):
+    # Waiting up to 1 ms for each new connection's request (so a burst is shared out) must
+    # not turn into one accept per millisecond when the connections stay silent: clients
+    # queued behind 600 of them would wait 0.3 s.
+    port = launcher_free_ports(1)[0]
+    p = launcher_start("--workers", "2", "--port", port, APPS / "launcher_app.py:app")
+    p.wait_ready()
+    silent = []
+    try:
+        for _ in range(600):
+            silent.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        start = time.monotonic()
+        status, body = launcher_get(port)
+        took = time.monotonic() - start
+    finally:
+        for s in silent:
+            s.close()
+    assert status == 200, body
+    print(f"--workers 2, behind 600 silent connections: answered in {took * 1000:.1f} ms")
+    assert took < 0.15, f"a request queued behind silent connections took {took:.3f}s"
+    assert p.stop() == 0
+
+
 def test_nginx_flag_errors_are_one_line(tmp_path):
     out = subprocess.run(
         [str(EVSERVE), "--workers", "2", "--nginx-conf", tmp_path / "n.conf", str(APPS / "launcher_app.py:app")],
