@@ -246,7 +246,6 @@ impl<A: App> Conn<A> {
         }
     }
 
-    /// Returns the buffers to the pool; drops (and so closes) any response in progress.
     /// Returns the connection's buffers to the pool. A response still held is left to be
     /// dropped with the connection, after its socket.
     pub fn release(&mut self, sh: &mut Shared<A::Chunk>) {

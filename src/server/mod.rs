@@ -245,8 +245,7 @@ pub fn run<A: App>(app: &mut A, listener: Listener, settings: Settings) -> io::R
         requests_served: 0,
     };
     let max_connections = settings.max_connections;
-    let shares_listener = settings.shares_listener;
-    let mut gate = AcceptGate::new(shares_listener);
+    let mut gate = AcceptGate::new(settings.shares_listener);
     let heartbeat = settings.heartbeat;
     let mut last_heartbeat: Option<Instant> = None;
     let mut listener_ready = true;
