@@ -186,14 +186,64 @@ const BAD_CHUNK_END: Error = Error::bad("chunk data not followed by CRLF");
 const BAD_CHUNK_LINE_END: Error = Error::bad("chunk-size line not ended by CRLF");
 const BAD_TRAILER: Error = Error::bad("invalid trailer field");
 
-/// RFC 9110 `tchar`.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+/// The bytes a lookup table admits.
+struct ByteClass {
+    alphanumeric: bool,
+    /// SP and VCHAR (0x20-0x7e).
+    printable: bool,
+    htab: bool,
+    /// 0x80-0xff.
+    obs_text: bool,
+    also: &'static [u8],
 }
 
-/// A byte allowed in a field value (RFC 9110 5.5): HTAB, SP, VCHAR, obs-text.
+/// `table[b]`: whether byte `b` is in `class`, built at compile time.
+const fn byte_table(class: ByteClass) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let mut admitted = (class.alphanumeric && c.is_ascii_alphanumeric())
+            || (class.printable && c >= b' ' && c <= b'~')
+            || (class.htab && c == b'\t')
+            || (class.obs_text && c >= 0x80);
+        let mut i = 0;
+        while i < class.also.len() {
+            admitted |= class.also[i] == c;
+            i += 1;
+        }
+        table[b] = admitted;
+        b += 1;
+    }
+    table
+}
+
+/// Bytes of a token (RFC 9110 5.6.2).
+static TCHAR: [bool; 256] = byte_table(ByteClass {
+    alphanumeric: true,
+    printable: false,
+    htab: false,
+    obs_text: false,
+    also: b"!#$%&'*+-.^_`|~",
+});
+
+/// Bytes of a field value (RFC 9110 5.5): HTAB, SP, VCHAR, obs-text.
+static FIELD_VALUE: [bool; 256] = byte_table(ByteClass {
+    alphanumeric: false,
+    printable: true,
+    htab: true,
+    obs_text: true,
+    also: b"",
+});
+
+/// RFC 9110 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    TCHAR[b as usize]
+}
+
+/// A byte allowed in a field value.
 fn is_field_value_byte(b: u8) -> bool {
-    b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80
+    FIELD_VALUE[b as usize]
 }
 
 fn is_ows(b: u8) -> bool {
@@ -277,7 +327,7 @@ fn scan_head(
         if !is_request_line && line.first().is_some_and(|&b| is_ows(b)) {
             return Err(LINE_FOLDING);
         }
-        let Some(cr) = line.iter().position(|&b| b == b'\r' || b == b'\n') else {
+        let Some(cr) = memchr::memchr2(b'\r', b'\n', line) else {
             if is_request_line && line.len() > limits.max_request_line {
                 return Err(REQUEST_LINE_TOO_LONG);
             }
@@ -426,7 +476,7 @@ impl FieldFacts {
 }
 
 /// `1*DIGIT` as a u64; `None` when empty, not all digits, or too large.
-fn parse_decimal(digits: &[u8]) -> Option<u64> {
+pub fn parse_decimal(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() {
         return None;
     }
@@ -924,6 +974,23 @@ pub fn percent_decode(path: &[u8], out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn field_value_bytes_are_htab_sp_vchar_and_obs_text() {
+        for b in 0..=255u8 {
+            let expected = b == b'\t' || b == b' ' || b.is_ascii_graphic() || b >= 0x80;
+            assert_eq!(is_field_value_byte(b), expected, "byte {b:#04x}");
+        }
+    }
+
+    #[test]
+    fn token_characters_are_exactly_those_of_rfc_9110() {
+        let specials = b"!#$%&'*+-.^_`|~";
+        for b in 0..=255u8 {
+            let expected = b.is_ascii_alphanumeric() || specials.contains(&b);
+            assert_eq!(is_tchar(b), expected, "byte {b:#04x}");
+        }
+    }
 
     /// Parses a complete head with default limits.
     fn parse(req: &[u8]) -> Result<Head, Error> {

@@ -46,6 +46,12 @@ const COMMON_HEADERS: &[&str] = &[
     "keep-alive",
 ];
 
+/// Index of "host" in COMMON_HEADERS.
+const HOST: usize = 0;
+
+// Common headers already set are tracked in a u64 bit set.
+const _: () = assert!(COMMON_HEADERS.len() <= 64);
+
 const METHODS: &[&str] = &["GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"];
 
 /// `wsgi.input` of a request without a body: it has no state (no position, nothing to
@@ -169,14 +175,19 @@ impl Environ {
         })
     }
 
-    /// REMOTE_ADDR and REMOTE_PORT of a connection, made once for all its requests.
-    pub fn remote(&self, py: Python<'_>, peer: &Peer) -> (Py<PyString>, Py<PyString>) {
-        match peer {
+    /// The strings of a new connection.
+    pub fn connection(&self, py: Python<'_>, peer: &Peer) -> ConnStrings {
+        let (remote_addr, remote_port) = match peer {
             Peer::Tcp(addr) => (
                 PyString::new(py, &addr.ip().to_string()).unbind(),
                 PyString::new(py, itoa::Buffer::new().format(addr.port())).unbind(),
             ),
             Peer::Unix => (self.empty.clone_ref(py), self.empty.clone_ref(py)),
+        };
+        ConnStrings {
+            remote_addr,
+            remote_port,
+            host: None,
         }
     }
 
@@ -184,7 +195,7 @@ impl Environ {
     pub fn build<'py>(
         &mut self,
         py: Python<'py>,
-        remote: &(Py<PyString>, Py<PyString>),
+        conn: &mut ConnStrings,
         req: &Request<'_>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let buf = req.buf;
@@ -220,25 +231,40 @@ impl Environ {
                 Version::Http11 => &self.http11,
             },
         )?;
-        env.set_item(&self.remote_addr, &remote.0)?;
-        env.set_item(&self.remote_port, &remote.1)?;
+        env.set_item(&self.remote_addr, &conn.remote_addr)?;
+        env.set_item(&self.remote_port, &conn.remote_port)?;
 
+        // Common headers set so far: only a repeated one needs a look at the dict.
+        let mut common_seen = 0u64;
         for header in &head.headers {
             let name = header.name.of(buf);
             if name.contains(&b'_') {
                 continue;
             }
-            let value = latin1(py, header.value.of(buf));
+            let raw_value = header.value.of(buf);
             if name.eq_ignore_ascii_case(b"content-type") {
-                env.set_item(&self.content_type, value)?;
+                env.set_item(&self.content_type, latin1(py, raw_value))?;
                 continue;
             }
             if name.eq_ignore_ascii_case(b"content-length") {
-                env.set_item(&self.content_length, value)?;
+                env.set_item(&self.content_length, latin1(py, raw_value))?;
                 continue;
             }
             let key = match common_header(name) {
-                Some(i) => self.header_keys[i].bind(py).clone(),
+                Some(i) => {
+                    let value = if i == HOST {
+                        conn.host_value(py, raw_value)
+                    } else {
+                        latin1(py, raw_value)
+                    };
+                    let key = self.header_keys[i].bind(py);
+                    if common_seen & (1 << i) == 0 {
+                        common_seen |= 1 << i;
+                        env.set_item(key, value)?;
+                        continue;
+                    }
+                    key.clone()
+                }
                 None => {
                     self.scratch.clear();
                     self.scratch.extend_from_slice(b"HTTP_");
@@ -249,6 +275,7 @@ impl Environ {
                     latin1(py, &self.scratch)
                 }
             };
+            let value = latin1(py, raw_value);
             match env.get_item(&key)? {
                 // Repeated field: one value, joined as RFC 9110 5.3 allows.
                 Some(previous) => {
@@ -278,6 +305,29 @@ impl Environ {
         };
         env.set_item(&self.wsgi_input, input)?;
         Ok(env)
+    }
+}
+
+/// Strings made once per connection and reused by its requests.
+pub struct ConnStrings {
+    remote_addr: Py<PyString>,
+    remote_port: Py<PyString>,
+    /// The last Host value: clients send the same one on every request of a connection.
+    host: Option<Py<PyString>>,
+}
+
+impl ConnStrings {
+    /// The Host value as a str, the one of the previous request when it is the same.
+    fn host_value<'py>(&mut self, py: Python<'py>, raw: &[u8]) -> Bound<'py, PyString> {
+        if let Some(host) = &self.host {
+            let host = host.bind(py);
+            if super::response::ucs1(host) == Some(raw) {
+                return host.clone();
+            }
+        }
+        let value = latin1(py, raw);
+        self.host = Some(value.clone().unbind());
+        value
     }
 }
 

@@ -13,7 +13,7 @@ use std::ffi::CString;
 use std::os::fd::BorrowedFd;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyModule, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyModule, PyTuple};
 
 use crate::config::{AppSource, AppSpec};
 use crate::log;
@@ -83,7 +83,7 @@ fn only_reference<T>(obj: &Py<T>) -> bool {
 
 /// What one connection keeps across its requests.
 pub struct Session {
-    remote: (Py<PyString>, Py<PyString>),
+    strings: environ::ConnStrings,
     /// Reused for the next request when nothing else still holds it.
     start_response: Option<Py<StartResponse>>,
 }
@@ -173,7 +173,7 @@ impl<'py> server::App for WsgiApp<'py> {
 
     fn open_session(&mut self, peer: &Peer) -> Session {
         Session {
-            remote: self.environ.remote(self.py, peer),
+            strings: self.environ.connection(self.py, peer),
             start_response: None,
         }
     }
@@ -185,7 +185,7 @@ impl<'py> server::App for WsgiApp<'py> {
         reply: &mut Reply<Chunk>,
     ) -> Result<Called<Stream>, AppFailed> {
         let py = self.py;
-        let environ = match self.environ.build(py, &session.remote, request) {
+        let environ = match self.environ.build(py, &mut session.strings, request) {
             Ok(env) => env,
             Err(e) => {
                 self.log_failure(request, "cannot build the environ", Some(e));
@@ -194,12 +194,12 @@ impl<'py> server::App for WsgiApp<'py> {
         };
         let start_response = match session.start_response.take() {
             // Only the session holds it: the previous response is done with it.
-            Some(sr) if only_reference(&sr) => {
+            Some(sr) if only_reference(&sr) && only_reference(&sr.borrow(py).write) => {
                 let sr = sr.into_bound(py);
-                sr.borrow_mut().reset();
+                sr.borrow_mut().reset(py);
                 sr
             }
-            _ => match Bound::new(py, StartResponse::new()) {
+            _ => match StartResponse::new(py).and_then(|sr| Bound::new(py, sr)) {
                 Ok(sr) => sr,
                 Err(e) => {
                     self.log_failure(request, "internal error", Some(e));
@@ -225,7 +225,7 @@ impl<'py> server::App for WsgiApp<'py> {
             } else {
                 Some(result.clone().unbind())
             },
-            start_response: start_response.clone().unbind(),
+            write: start_response.borrow().write.clone_ref(py),
         };
         let collected: Result<bool, Invalid> = (|| {
             if let Ok(list) = result.cast::<PyList>() {
@@ -267,9 +267,10 @@ impl<'py> server::App for WsgiApp<'py> {
                 return Err(AppFailed);
             }
         };
-        let mut sr = start_response.borrow_mut();
-        if !sr.written.is_empty() {
-            let written: Vec<Chunk> = sr
+        let sr = start_response.borrow();
+        let mut write = sr.write.bind(py).borrow_mut();
+        if !write.written.is_empty() {
+            let written: Vec<Chunk> = write
                 .written
                 .drain(..)
                 .map(|b| Chunk::new(b.into_bound(py)))
@@ -278,13 +279,14 @@ impl<'py> server::App for WsgiApp<'py> {
         }
         match response::serialize_head(&sr, py, &mut reply.head) {
             Ok(facts) => {
-                sr.sent = true;
+                write.sent = true;
                 reply.status = facts.status;
                 reply.content_length = facts.content_length;
                 reply.close = facts.close;
                 reply.has_date = facts.has_date;
             }
             Err(invalid) => {
+                drop(write);
                 drop(sr);
                 reply.chunks.clear();
                 reply.file = None;
@@ -292,6 +294,7 @@ impl<'py> server::App for WsgiApp<'py> {
                 return Err(AppFailed);
             }
         }
+        drop(write);
         drop(sr);
         Ok(Called {
             stream: Some(stream),
@@ -302,9 +305,9 @@ impl<'py> server::App for WsgiApp<'py> {
     fn pull(&mut self, stream: &mut Stream) -> Pull<Chunk> {
         let py = self.py;
         {
-            let mut sr = stream.start_response.bind(py).borrow_mut();
-            if !sr.written.is_empty() {
-                let bytes = sr.written.remove(0);
+            let mut write = stream.write.bind(py).borrow_mut();
+            if !write.written.is_empty() {
+                let bytes = write.written.remove(0);
                 return Pull::Chunk(Chunk::new(bytes.into_bound(py)));
             }
         }

@@ -5,6 +5,7 @@
 //! status or header reach the wire: those become errors the server answers with 500.
 
 use pyo3::exceptions::{PyAssertionError, PyStopIteration, PyTypeError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyIterator, PyList, PyString, PyTuple};
 
@@ -15,29 +16,28 @@ use crate::http1;
 pub struct StartResponse {
     pub status: Option<Py<PyAny>>,
     pub headers: Option<Py<PyAny>>,
-    /// Set once the headers are committed (sent, or about to be): a later call with
-    /// `exc_info` re-raises instead of replacing them.
-    pub sent: bool,
-    /// Data given to `write()`, sent before the iterable's chunks.
-    pub written: Vec<Py<PyBytes>>,
+    /// The `write()` callable every call returns: made once with this object, so a
+    /// call costs no attribute lookup and no bound-method object.
+    pub write: Py<Write>,
 }
 
 impl StartResponse {
-    pub fn new() -> Self {
-        StartResponse {
+    pub fn new(py: Python<'_>) -> PyResult<Self> {
+        Ok(StartResponse {
             status: None,
             headers: None,
-            sent: false,
-            written: Vec::new(),
-        }
+            write: Py::new(py, Write::default())?,
+        })
     }
 
     /// Makes a used object ready for the next request of its connection.
-    pub fn reset(&mut self) {
+    pub fn reset(&mut self, py: Python<'_>) {
         self.status = None;
         self.headers = None;
-        self.sent = false;
-        self.written.clear();
+        let mut write = self.write.bind(py).borrow_mut();
+        write.started = false;
+        write.sent = false;
+        write.written.clear();
     }
 }
 
@@ -45,51 +45,67 @@ impl StartResponse {
 impl StartResponse {
     #[pyo3(signature = (status, headers, exc_info = None))]
     fn __call__(
-        slf: &Bound<'_, Self>,
+        &mut self,
+        py: Python<'_>,
         status: Bound<'_, PyAny>,
         headers: Bound<'_, PyAny>,
         exc_info: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        let py = slf.py();
-        {
-            let mut this = slf.borrow_mut();
-            match exc_info.filter(|e| !e.is_none()) {
-                Some(exc_info) => {
-                    if this.sent {
-                        // PEP 3333: too late to change the response; re-raise the error.
-                        let tuple = exc_info.cast::<PyTuple>()?;
-                        let value = tuple.get_item(1)?;
-                        let traceback = tuple.get_item(2)?;
-                        let err = PyErr::from_value(value);
-                        if !traceback.is_none() {
-                            err.set_traceback(py, Some(traceback.cast_into()?));
-                        }
-                        return Err(err);
+    ) -> PyResult<Py<Write>> {
+        let mut write = self.write.bind(py).borrow_mut();
+        match exc_info.filter(|e| !e.is_none()) {
+            Some(exc_info) => {
+                if write.sent {
+                    // PEP 3333: too late to change the response; re-raise the error.
+                    let tuple = exc_info.cast::<PyTuple>()?;
+                    let value = tuple.get_item(1)?;
+                    let traceback = tuple.get_item(2)?;
+                    let err = PyErr::from_value(value);
+                    if !traceback.is_none() {
+                        err.set_traceback(py, Some(traceback.cast_into()?));
                     }
-                }
-                None => {
-                    if this.status.is_some() {
-                        return Err(PyAssertionError::new_err(
-                            "start_response() called a second time without exc_info",
-                        ));
-                    }
+                    return Err(err);
                 }
             }
-            if !status.is_instance_of::<PyString>() {
-                return Err(PyTypeError::new_err(format!(
-                    "status must be a str, not {}",
-                    status.get_type().name()?
-                )));
+            None => {
+                if self.status.is_some() {
+                    return Err(PyAssertionError::new_err(
+                        "start_response() called a second time without exc_info",
+                    ));
+                }
             }
-            this.status = Some(status.unbind());
-            this.headers = Some(headers.unbind());
         }
-        Ok(slf.getattr("write")?.unbind())
+        if !status.is_instance_of::<PyString>() {
+            return Err(PyTypeError::new_err(format!(
+                "status must be a str, not {}",
+                status.get_type().name()?
+            )));
+        }
+        self.status = Some(status.unbind());
+        self.headers = Some(headers.unbind());
+        write.started = true;
+        drop(write);
+        Ok(self.write.clone_ref(py))
     }
+}
 
-    /// The legacy `write()` callable (PEP 3333): data goes out before the iterable's.
-    fn write(&mut self, data: Bound<'_, PyAny>) -> PyResult<()> {
-        if self.status.is_none() {
+/// The legacy `write()` callable (PEP 3333) and the state it shares with
+/// `start_response`: data given to it goes out before the iterable's.
+#[pyclass(module = "evserve")]
+#[derive(Default)]
+pub struct Write {
+    /// start_response() has been called for the current request.
+    started: bool,
+    /// Set once the headers are committed (sent, or about to be): a later
+    /// start_response() with `exc_info` re-raises instead of replacing them.
+    pub sent: bool,
+    /// Data given to `write()`, sent before the iterable's chunks.
+    pub written: Vec<Py<PyBytes>>,
+}
+
+#[pymethods]
+impl Write {
+    fn __call__(&mut self, data: Bound<'_, PyAny>) -> PyResult<()> {
+        if !self.started {
             return Err(PyAssertionError::new_err(
                 "write() called before start_response()",
             ));
@@ -187,7 +203,8 @@ pub struct Stream {
     pub iter: Option<Py<PyIterator>>,
     /// The object whose `close()` is due (None for plain lists and tuples).
     pub closeable: Option<Py<PyAny>>,
-    pub start_response: Py<StartResponse>,
+    /// What `write()` was given that is still to go out.
+    pub write: Py<Write>,
 }
 
 impl Drop for Stream {
@@ -197,7 +214,7 @@ impl Drop for Stream {
         };
         Python::attach(|py| {
             let obj = closeable.bind(py);
-            match obj.getattr("close") {
+            match obj.getattr(pyo3::intern!(py, "close")) {
                 Ok(close) => {
                     if let Err(e) = close.call0() {
                         crate::log::error("the response iterable's close() raised:");
@@ -237,21 +254,43 @@ fn push_latin1(out: &mut Vec<u8>, s: &Bound<'_, PyAny>, what: &str) -> Result<()
     let s = s
         .cast::<PyString>()
         .map_err(|_| Invalid::Message(format!("{what} must be a str")))?;
-    let text = s.to_cow()?;
-    if text.is_ascii() {
-        out.extend_from_slice(text.as_bytes());
-        return Ok(());
-    }
-    for ch in text.chars() {
-        let code = ch as u32;
-        if code > 0xff {
-            return Err(Invalid::Message(format!(
-                "{what} {text:?} has a character outside latin-1"
-            )));
+    match ucs1(s) {
+        Some(bytes) => {
+            out.extend_from_slice(bytes);
+            Ok(())
         }
-        out.push(code as u8);
+        None => Err(Invalid::Message(format!(
+            "{what} {s} has a character outside latin-1"
+        ))),
     }
-    Ok(())
+}
+
+/// The characters of a str whose code points all fit in a byte, as those bytes (its
+/// latin-1 encoding, stored as is); None when one does not fit.
+pub fn ucs1<'a>(s: &'a Bound<'_, PyString>) -> Option<&'a [u8]> {
+    let ptr = s.as_ptr();
+    // SAFETY: `ptr` is a live str object borrowed from `s` for the returned slice's
+    // lifetime, and the GIL is held (`s` is a `Bound`). PyUnicode_READY makes the
+    // canonical representation exist (it can only fail on out-of-memory, handled as
+    // None); after that, a 1-byte kind means PyUnicode_DATA points at GET_LENGTH bytes,
+    // one per character, which stay unchanged as str objects are immutable.
+    unsafe {
+        if ffi::PyUnicode_READY(ptr) != 0 {
+            ffi::PyErr_Clear();
+            return None;
+        }
+        if ffi::PyUnicode_KIND(ptr) != ffi::PyUnicode_1BYTE_KIND {
+            return None;
+        }
+        let len = ffi::PyUnicode_GET_LENGTH(ptr);
+        if len <= 0 {
+            return Some(&[]);
+        }
+        Some(std::slice::from_raw_parts(
+            ffi::PyUnicode_1BYTE_DATA(ptr).cast_const(),
+            len as usize,
+        ))
+    }
 }
 
 /// Writes `STATUS\r\n` and the app's header lines into `out`, checking every byte.
@@ -316,7 +355,7 @@ fn push_header(
         ));
     }
     let line = out.len();
-    push_latin1(out, &pair.get_item(0)?, "header name")?;
+    push_latin1(out, &*pair.get_borrowed_item(0)?, "header name")?;
     let name_end = out.len();
     if !http1::valid_header_name(&out[line..name_end]) {
         return Err(Invalid::Message(format!(
@@ -326,7 +365,7 @@ fn push_header(
     }
     out.extend_from_slice(b": ");
     let value_start = out.len();
-    push_latin1(out, &pair.get_item(1)?, "header value")?;
+    push_latin1(out, &*pair.get_borrowed_item(1)?, "header value")?;
     if !http1::valid_header_value(&out[value_start..]) {
         return Err(Invalid::Message(format!(
             "bad value for header {:?}",
@@ -337,12 +376,12 @@ fn push_header(
     let value = &out[value_start..];
     let mut keep = true;
     if name.eq_ignore_ascii_case(b"content-length") {
-        let text = std::str::from_utf8(value).unwrap_or("").trim();
-        let n = text
-            .parse::<u64>()
-            .ok()
-            .filter(|_| text.bytes().all(|b| b.is_ascii_digit()))
-            .ok_or_else(|| Invalid::Message(format!("bad Content-Length {text:?}")))?;
+        let n = http1::parse_decimal(value.trim_ascii()).ok_or_else(|| {
+            Invalid::Message(format!(
+                "bad Content-Length {:?}",
+                String::from_utf8_lossy(value)
+            ))
+        })?;
         if facts.content_length.is_some_and(|m| m != n) {
             return Err(Invalid::Message(
                 "two different Content-Length headers".into(),

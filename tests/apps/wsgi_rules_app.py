@@ -66,6 +66,11 @@ def lazy(environ, start_response):
     yield b"lazy-two"
 
 
+def latin1_header(environ, start_response):
+    start_response("200 OK", [("X-Name", "caf\u00e9"), ("Content-Length", "2")])
+    return [b"ok"]
+
+
 def bad(status, headers):
     def app(environ, start_response):
         start_response(status, headers)
@@ -98,6 +103,8 @@ ROUTES = {
     "/bad_header_colon": bad("200 OK", [("Bad:Name", "x")]),
     "/bad_header_value": bad("200 OK", [("X-Ok", "a\r\nInjected: yes")]),
     "/bad_header_type": bad("200 OK", [("X-Ok", 5)]),
+    "/bad_header_not_latin1": bad("200 OK", [("X-Price", "5 \u20ac")]),
+    "/latin1_header": latin1_header,
 }
 
 

@@ -159,8 +159,18 @@ def test_second_start_response_without_exc_info_is_an_error(rules_server):
 
 
 def test_write_callable_output_comes_before_the_iterable(rules_server):
-    r = request(rules_server, get("/write"))
-    assert (r.status, r.body) == (200, b"abcdefghi")
+    # Twice on one connection: the second request reuses start_response and write().
+    with Conn(rules_server) as c:
+        c.send(get("/write") + get("/write", extra="Connection: close\r\n"))
+        data, _ = c.read_to_close(time.monotonic() + 5)
+    assert [(r.status, r.body) for r in parse_all(data)] == [(200, b"abcdefghi")] * 2, data
+
+
+def test_a_latin1_header_value_goes_out_as_its_bytes(rules_server):
+    with Conn(rules_server) as c:
+        c.send(get("/latin1_header", extra="Connection: close\r\n"))
+        data, _ = c.read_to_close(time.monotonic() + 5)
+    assert b"\r\nX-Name: caf\xe9\r\n" in data, data
 
 
 def test_lazy_start_response_in_a_generator(rules_server):
@@ -170,7 +180,8 @@ def test_lazy_start_response_in_a_generator(rules_server):
 
 @pytest.mark.parametrize("path", ["/bad_status_no_reason", "/bad_status_text", "/bad_status_crlf",
                                   "/bad_header_name", "/bad_header_colon", "/bad_header_value",
-                                  "/bad_header_type", "/str_body", "/no_start_response"])
+                                  "/bad_header_type", "/bad_header_not_latin1", "/str_body",
+                                  "/no_start_response"])
 def test_invalid_status_header_or_body_gives_500_not_a_broken_response(rules_server, path):
     with Conn(rules_server) as c:
         c.send(get(path) + get("/write", extra="Connection: close\r\n"))
