@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{
     AppSpec, BindAddr, InstanceConfig, LauncherConfig, Limits, Mode, PythonSetup, Timeouts,
@@ -27,6 +27,21 @@ pub struct Cli {
 
     #[command(flatten)]
     pub serve: ServeArgs,
+}
+
+impl Cli {
+    /// Parses this process's command line, exiting with a usage error when it is bad.
+    ///
+    /// An empty `VIRTUAL_ENV` (left by shells and tools that unset a venv by emptying
+    /// the variable) counts as unset rather than as an empty `--venv`.
+    pub fn parse_args() -> Cli {
+        let mut command = Cli::command();
+        if std::env::var_os("VIRTUAL_ENV").is_some_and(|v| v.is_empty()) {
+            command = command.mut_arg("venv", |arg| arg.env(None));
+        }
+        let matches = command.get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
 }
 
 #[derive(Subcommand, Debug)]

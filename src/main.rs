@@ -3,11 +3,10 @@
 //!
 //! Thin glue only: no protocol, Python or process logic lives here.
 
-use clap::Parser;
 use evserve::{cli, config, instance, log, nginx, supervisor};
 
 fn main() {
-    let cli = cli::Cli::parse();
+    let cli = cli::Cli::parse_args();
     let code = match cli.command {
         Some(cli::Command::Status(args)) => supervisor::status_command(&args),
         Some(cli::Command::NginxConfig(args)) => nginx::config_command(&args),

@@ -61,6 +61,15 @@ def test_virtual_env_variable_selects_the_venv_and_only_it(serve, marker_venv):
     assert seen["pytest"] is None, f"pytest leaked in from outside the venv: {seen['pytest']}"
 
 
+def test_an_empty_virtual_env_variable_counts_as_unset(serve):
+    # Bug: VIRTUAL_ENV= (set but empty) stopped evserve with "a value is required for
+    # '--venv <DIR>'"; it now means no venv, like an unset variable.
+    server = serve("venv_probe:application", argv_prefix=("env", "-i", CLEAN_PATH, "VIRTUAL_ENV="),
+                   env={})
+    seen = server.get_json("/")
+    assert seen["prefix"] == seen["base_prefix"] and seen["marker"] is None, seen
+
+
 def test_venv_flag_selects_the_venv(serve, marker_venv):
     server = serve("venv_probe:application", "--venv", str(marker_venv),
                    argv_prefix=("env", "-i", CLEAN_PATH), env={})
