@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Instructions per request of one server on one benchmark app, counted by callgrind:
+# repeatable where wall-clock figures on this shared machine are not.
+#
+#   bench/callgrind.sh                          evserve, environ_app
+#   bench/callgrind.sh bjoern hello             a peer (bjoern) and another app of bench/apps.py
+#   SECONDS_MEASURED=20 bench/callgrind.sh      a longer measured window (default 10 s)
+#
+# The server runs under valgrind with instrumentation off until it has answered a warm-up
+# load; then callgrind counts only the measured window, wrk's completed requests divide the
+# total, and the functions costing the most instructions per request are listed (self cost).
+# Needs valgrind and wrk (apt-get install valgrind wrk) and the bench venv for peers
+# (bench/run.sh makes it). Output files stay in a temporary directory, printed at the end.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+server=${1:-evserve}
+app=${2:-environ_app}
+seconds=${SECONDS_MEASURED:-10}
+port=${PORT:-9190}
+evserve_bin=${EVSERVE_BIN:-../target/release/evserve}
+work=$(mktemp -d /tmp/evserve-callgrind.XXXXXX)
+out="$work/callgrind.out"
+
+for tool in valgrind callgrind_control callgrind_annotate wrk curl; do
+    command -v "$tool" >/dev/null || { echo "callgrind.sh: $tool is missing" >&2; exit 2; }
+done
+
+case "$server" in
+    evserve) cmd=("$evserve_bin" --port "$port" "apps:$app") ;;
+    bjoern) cmd=(.venv/bin/python peers.py bjoern "$app" "$port") ;;
+    *) echo "callgrind.sh: server is evserve or bjoern, not $server" >&2; exit 2 ;;
+esac
+path=$(.venv/bin/python -c "import apps; print(apps.expected('$app')[1])" 2>/dev/null || echo /)
+
+unset VIRTUAL_ENV  # the apps need only the standard library
+valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" "${cmd[@]}" \
+    >"$work/server.log" 2>&1 &
+pid=$!
+trap 'kill -9 $pid 2>/dev/null || true' EXIT
+
+ready=0
+for _ in $(seq 120); do  # up to 60 s: the interpreter starts slowly under valgrind
+    if curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$port$path"; then ready=1; break; fi
+    kill -0 $pid 2>/dev/null || break
+    sleep 0.5
+done
+if [ $ready = 0 ]; then
+    echo "callgrind.sh: $server did not answer; its log:" >&2
+    tail -20 "$work/server.log" >&2
+    exit 1
+fi
+
+wrk -t1 -c10 -d3s "http://127.0.0.1:$port$path" >/dev/null  # warm-up, not counted
+callgrind_control -i on $pid >/dev/null 2>&1
+wrk -t1 -c10 -d"${seconds}s" "http://127.0.0.1:$port$path" >"$work/wrk.txt"
+callgrind_control -i off $pid >/dev/null 2>&1
+callgrind_control -d $pid >/dev/null 2>&1
+
+requests=$(awk '/requests in/ {print $1}' "$work/wrk.txt")
+dump=$(ls "$out".* | head -1)
+callgrind_annotate --threshold=100 "$dump" >"$work/annotate.txt" 2>/dev/null
+total=$(awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}' "$work/annotate.txt")
+echo "$server $app: $requests requests measured, $((total / requests)) instructions per request"
+echo
+echo "instructions per request, by function (self cost; inlined code is listed under the"
+echo "source file it came from):"
+awk -v n="$requests" '
+    /file:function/ { on = 1; next }
+    /Auto-annotated source/ { exit }
+    on && $1 ~ /^[0-9,]+$/ {
+        count = $1; gsub(",", "", count)
+        name = $0
+        sub(/^ *[0-9,]+ +(\([^)]*\) +)?/, "", name)  # the count and its share
+        sub(/^[^:]*:/, "", name)                      # the source file
+        sub(/ \[.*/, "", name)                        # the object file
+        per[name] += count / n
+    }
+    END { for (f in per) if (per[f] >= 50) printf "%8.0f  %s\n", per[f], f }
+' "$work/annotate.txt" | sort -rn | head -40
+echo
+echo "callgrind output and logs: $work"
