@@ -104,6 +104,9 @@ pub struct NginxProc {
     given_up: bool,
 }
 
+/// Where util-linux's setpriv lives on Debian (it execs nginx with a parent-death signal).
+const SETPRIV: [&str; 2] = ["/usr/bin/setpriv", "/bin/setpriv"];
+
 impl NginxProc {
     pub fn new(setup: Setup, bin: Option<PathBuf>) -> NginxProc {
         NginxProc {
@@ -123,7 +126,17 @@ impl NginxProc {
         let Some(bin) = &self.bin else {
             return Ok(());
         };
-        let child = Command::new(bin)
+        let mut command = match SETPRIV.iter().find(|p| Path::new(p).exists()) {
+            // The kernel sends nginx SIGTERM if the launcher dies without stopping it
+            // (SIGKILL, a crash), as the instances do for themselves.
+            Some(setpriv) => {
+                let mut c = Command::new(setpriv);
+                c.args(["--pdeathsig", "TERM", "--"]).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let child = command
             .arg("-e")
             .arg(self.setup.error_log())
             .arg("-c")

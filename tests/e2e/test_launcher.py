@@ -244,6 +244,16 @@ def launcher_nginx_args(tmp_path, ports, listen_port):
     ]
 
 
+def start_behind_nginx(launcher_start, tmp_path, instances):
+    """A ready launcher running `instances` instances of launcher_app and its nginx; returns it
+    and the port nginx listens on."""
+    ports = launcher_free_ports(instances + 1)
+    listen, backends = ports[0], ports[1:]
+    p = launcher_start(*launcher_nginx_args(tmp_path, backends, listen), APPS / "launcher_app.py:app")
+    p.wait_ready()
+    return p, listen
+
+
 def launcher_descendants(root_pid):
     """Pids of every process below `root_pid`, from /proc (children of children too)."""
     parents = {}
@@ -371,10 +381,7 @@ def _ignore_errors(fn):
 
 @needs_nginx
 def test_kill_9_under_load_behind_nginx_fails_no_request(launcher_start, tmp_path):
-    ports = launcher_free_ports(5)
-    listen, backends = ports[0], ports[1:]
-    p = launcher_start(*launcher_nginx_args(tmp_path, backends, listen), APPS / "launcher_app.py:app")
-    p.wait_ready()
+    p, listen = start_behind_nginx(launcher_start, tmp_path, 4)
     load = LauncherLoad(listen, threads=8, max_seconds=60)
     load.wait_for_requests(200)
     victim = p.instance_pids()[1]
@@ -437,6 +444,20 @@ def test_sighup_with_broken_code_keeps_the_old_instances(launcher_start, tmp_pat
     assert p.instance_pids() == before
     for port in ports:
         assert launcher_get(port)[0] == 200
+
+
+@needs_nginx
+def test_a_killed_launcher_leaves_no_nginx_behind(launcher_start, tmp_path):
+    # Bug: a launcher killed with SIGKILL left the nginx it started running (its instances
+    # already went down with it).
+    p, listen = start_behind_nginx(launcher_start, tmp_path, 2)
+    assert launcher_get(listen)[0] == 200
+    family = launcher_descendants(p.proc.pid)
+    assert len(family) >= 2 + 2, f"expected instances and nginx: {family}"
+    p.proc.kill()
+    p.proc.wait(10)
+    launcher_wait(lambda: not any(launcher_alive(pid) for pid in family), 10,
+                  "every instance and nginx process to exit")
 
 
 @needs_nginx
