@@ -250,7 +250,7 @@ impl Environ {
                 env.set_item(&self.content_length, latin1(py, raw_value))?;
                 continue;
             }
-            let key = match common_header(name) {
+            let (key, value) = match common_header(name) {
                 Some(i) => {
                     let value = if i == HOST {
                         conn.host_value(py, raw_value)
@@ -263,7 +263,7 @@ impl Environ {
                         env.set_item(key, value)?;
                         continue;
                     }
-                    key.clone()
+                    (key.clone(), value)
                 }
                 None => {
                     self.scratch.clear();
@@ -272,10 +272,9 @@ impl Environ {
                         b'-' => b'_',
                         _ => b.to_ascii_uppercase(),
                     }));
-                    latin1(py, &self.scratch)
+                    (latin1(py, &self.scratch), latin1(py, raw_value))
                 }
             };
-            let value = latin1(py, raw_value);
             match env.get_item(&key)? {
                 // Repeated field: one value, joined as RFC 9110 5.3 allows.
                 Some(previous) => {

@@ -260,7 +260,8 @@ fn push_latin1(out: &mut Vec<u8>, s: &Bound<'_, PyAny>, what: &str) -> Result<()
             Ok(())
         }
         None => Err(Invalid::Message(format!(
-            "{what} {s} has a character outside latin-1"
+            "{what} {:?} has a character outside latin-1",
+            s.to_string_lossy()
         ))),
     }
 }

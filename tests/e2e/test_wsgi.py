@@ -34,13 +34,25 @@ def value(env, key):
     return env[key][1]
 
 
+def test_each_request_of_a_connection_sees_its_own_host(env_server):
+    # A connection reuses the Host string of its previous request only when it is the same.
+    with Conn(env_server) as c:
+        hosts = []
+        for host in (b"one.test", b"one.test", b"two.test"):
+            c.send(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+            r = c.read_response()
+            assert r.status == 200, r
+            hosts.append(value(r.json(), "HTTP_HOST"))
+    assert hosts == ["one.test", "one.test", "two.test"]
+
+
 def test_environ_has_every_required_key_with_the_right_type(env_server):
     body = b"a=1&b=2"
     env = environ_of(
         env_server,
         b"POST /some/path?x=%20y&z HTTP/1.1\r\nHost: example.test:8080\r\n"
         b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\n"
-        b"X-Dup: one\r\nX-Dup: two\r\nUser-Agent: e2e\r\n\r\n" + body,
+        b"X-Dup: one\r\nX-Dup: two\r\nUser-Agent: e2e\r\nAccept: a/b\r\nAccept: c/d\r\n\r\n" + body,
     )
     strings = {
         "REQUEST_METHOD": "POST",
@@ -52,6 +64,7 @@ def test_environ_has_every_required_key_with_the_right_type(env_server):
         "SERVER_PROTOCOL": "HTTP/1.1",
         "REMOTE_ADDR": "127.0.0.1",
         "HTTP_X_DUP": "one, two",
+        "HTTP_ACCEPT": "a/b, c/d",
         "HTTP_USER_AGENT": "e2e",
         "HTTP_HOST": "example.test:8080",
         "wsgi.url_scheme": "http",
