@@ -12,6 +12,8 @@ evserve first. This script only measures:
   * the server's CPU time is the sum of utime+stime over its process tree,
     read from /proc before and after each run, divided by the requests wrk
     completed;
+  * the machine's own noise (bench/noise.py) is metered on both cores before
+    and after the rounds, so that latency figures can be read against it;
   * a markdown table and a PNG chart are written to bench/results/.
 """
 
@@ -38,6 +40,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 sys.path.insert(0, HERE)
 import apps  # noqa: E402  (the harness computes the expected answers)
+import noise  # noqa: E402
 
 SERVER_CORES = "1"
 WRK_CORES = "0"
@@ -764,6 +767,19 @@ def write_markdown(path, meta, results, notes):
                 ("evserve", "RSS", "idle RSS: evserve %.1f MiB vs bjoern %.1f MiB (target <= bjoern + 2)" % (ev, bj),
                  ev <= bj + 2)
             )  # fmt: skip
+    if "noise_before" in meta:
+        lines += [
+            "## Machine noise",
+            "",
+            "Time each core spent away from a busy process that only reads the clock "
+            "(bench/noise.py), metered with nothing else running before and after the rounds. "
+            "A stall of a core delays every request in flight on it, whichever server runs, "
+            "so the rounds' p99 figures vary with it.",
+            "",
+        ]
+        for when in ("before", "after"):
+            lines += ["- %s: %s" % (when, line) for line in noise.describe(meta.get("noise_" + when, {}))]
+        lines.append("")
     lines += ["## Targets", ""]
     if all_checks:
         lines += ["- %s %s" % ("met:" if ok else "MISSED:", text) for _, _, text, ok in all_checks]
@@ -935,6 +951,9 @@ def main():
         "versions": versions(),
         "load": " ".join("%.2f" % x for x in os.getloadavg()),
     }
+    noise_seconds = min(args.duration, 5)
+    print("metering the machine's noise for %g s" % noise_seconds, flush=True)
+    meta["noise_before"] = noise.measure(noise_seconds)
     peer_status = load_peer_status()
     notes = {}  # server -> why it did not run (or how it was installed)
     ports = Ports(18100)
@@ -943,6 +962,7 @@ def main():
         if only and scenario.name not in only:
             continue
         results[scenario.name] = run_scenario(scenario, args, ports, logdir, peer_status, notes)
+    meta["noise_after"] = noise.measure(noise_seconds)
     for name, s in peer_status.items():
         if s["ok"] and s["note"]:
             notes.setdefault(name + " (install)", s["note"])
@@ -953,6 +973,7 @@ def main():
 
 
 def write_outputs(out, meta, results, notes):
+    os.makedirs(out, exist_ok=True)
     md = os.path.join(out, "latest.md")
     write_markdown(md, meta, results, notes)
     print("wrote %s" % md)
