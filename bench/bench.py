@@ -12,6 +12,8 @@ evserve first. This script only measures:
   * the server's CPU time is the sum of utime+stime over its process tree,
     read from /proc before and after each run, divided by the requests wrk
     completed;
+  * machine-wide kernel counters (cross-CPU interrupts, context switches,
+    idle and softirq time) are kept per request with every run's raw figures;
   * the machine's own noise (bench/noise.py) is metered on both cores before
     and after the rounds, so that latency figures can be read against it;
   * a markdown table and a PNG chart are written to bench/results/.
@@ -572,6 +574,35 @@ def run_scenario(scenario, args, ports, logdir, peer_status, notes):
     return result
 
 
+def kernel_counters():
+    """Machine-wide counters per core: cross-CPU interrupts, idle and softirq ticks."""
+    out = {}
+    with open("/proc/interrupts") as f:
+        for line in f:
+            parts = line.split()
+            if parts and parts[0] in ("CAL:", "RES:"):
+                out[parts[0][:-1]] = [int(x) for x in parts[1 : 1 + (os.cpu_count() or 1)]]
+    with open("/proc/stat") as f:
+        for line in f:
+            parts = line.split()
+            if parts[0] == "ctxt":
+                out["ctxt"] = [int(parts[1])]
+            elif parts[0].startswith("cpu") and parts[0] != "cpu":
+                out.setdefault("idle_ticks", []).append(int(parts[4]))
+                out.setdefault("softirq_ticks", []).append(int(parts[7]))
+    return out
+
+
+def kernel_per_request(before, after, requests, seconds):
+    """What a run cost the kernel: interrupts and switches per request, idle and softirq %."""
+    diff = {k: [b - a for a, b in zip(before[k], after[k])] for k in before if k in after}
+    out = {k: [round(d / requests, 4) for d in v] for k, v in diff.items() if not k.endswith("_ticks")}
+    for k in ("idle_ticks", "softirq_ticks"):
+        if k in diff:
+            out[k.replace("_ticks", "_pct")] = [round(100.0 * d / (seconds * CLK_TCK), 1) for d in diff[k]]
+    return out
+
+
 def measure(run, scenario, script, args):
     record = {}
     problem = check_answer(run.port, scenario.app)
@@ -580,12 +611,15 @@ def measure(run, scenario, script, args):
             problem += " (server exited: %s)" % run.log_tail(2)
         return {"problem": "before the run: " + problem}
     cpu0 = tree_cpu_seconds(run.proc.pid)
+    kernel0, started = kernel_counters(), time.monotonic()
     stats, problem = run_wrk(run.port, scenario, script, args.duration, args.connections)
+    kernel1, seconds = kernel_counters(), time.monotonic() - started
     cpu1 = tree_cpu_seconds(run.proc.pid)
     if problem:
         return {"problem": problem}
     record.update(stats)
     requests = max(stats["requests"], 1)
+    record["kernel"] = kernel_per_request(kernel0, kernel1, requests, seconds)
     record["rps"] = stats["requests"] / (stats["duration_us"] / 1e6)
     record["cpu_s"] = cpu1 - cpu0
     record["cpu_us_per_req"] = (cpu1 - cpu0) * 1e6 / requests
