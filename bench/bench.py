@@ -585,6 +585,8 @@ def kernel_counters():
     with open("/proc/stat") as f:
         for line in f:
             parts = line.split()
+            if not parts:
+                continue
             if parts[0] == "ctxt":
                 out["ctxt"] = [int(parts[1])]
             elif parts[0].startswith("cpu") and parts[0] != "cpu":
