@@ -186,55 +186,36 @@ const BAD_CHUNK_END: Error = Error::bad("chunk data not followed by CRLF");
 const BAD_CHUNK_LINE_END: Error = Error::bad("chunk-size line not ended by CRLF");
 const BAD_TRAILER: Error = Error::bad("invalid trailer field");
 
-/// The bytes a lookup table admits.
-struct ByteClass {
-    alphanumeric: bool,
-    /// SP and VCHAR (0x20-0x7e).
-    printable: bool,
-    htab: bool,
-    /// 0x80-0xff.
-    obs_text: bool,
-    also: &'static [u8],
-}
-
-/// `table[b]`: whether byte `b` is in `class`, built at compile time.
-const fn byte_table(class: ByteClass) -> [bool; 256] {
+/// `table[b]`: whether byte `b` lies in one of the inclusive `ranges` or is one of
+/// `also`, built at compile time.
+const fn byte_table(ranges: &[(u8, u8)], also: &[u8]) -> [bool; 256] {
     let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        let mut admitted = (class.alphanumeric && c.is_ascii_alphanumeric())
-            || (class.printable && c >= b' ' && c <= b'~')
-            || (class.htab && c == b'\t')
-            || (class.obs_text && c >= 0x80);
-        let mut i = 0;
-        while i < class.also.len() {
-            admitted |= class.also[i] == c;
-            i += 1;
+    let mut i = 0;
+    while i < ranges.len() {
+        let (first, last) = ranges[i];
+        let mut b = first as usize;
+        while b <= last as usize {
+            table[b] = true;
+            b += 1;
         }
-        table[b] = admitted;
-        b += 1;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < also.len() {
+        table[also[i] as usize] = true;
+        i += 1;
     }
     table
 }
 
-/// Bytes of a token (RFC 9110 5.6.2).
-static TCHAR: [bool; 256] = byte_table(ByteClass {
-    alphanumeric: true,
-    printable: false,
-    htab: false,
-    obs_text: false,
-    also: b"!#$%&'*+-.^_`|~",
-});
+/// Bytes of a token (RFC 9110 5.6.2): ALPHA, DIGIT and a few marks.
+static TCHAR: [bool; 256] = byte_table(
+    &[(b'0', b'9'), (b'A', b'Z'), (b'a', b'z')],
+    b"!#$%&'*+-.^_`|~",
+);
 
 /// Bytes of a field value (RFC 9110 5.5): HTAB, SP, VCHAR, obs-text.
-static FIELD_VALUE: [bool; 256] = byte_table(ByteClass {
-    alphanumeric: false,
-    printable: true,
-    htab: true,
-    obs_text: true,
-    also: b"",
-});
+static FIELD_VALUE: [bool; 256] = byte_table(&[(b' ', b'~'), (0x80, 0xff)], b"\t");
 
 /// RFC 9110 `tchar`.
 fn is_tchar(b: u8) -> bool {
