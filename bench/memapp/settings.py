@@ -11,6 +11,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.admin",
+    "memapp",
 ]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -1,9 +1,8 @@
-"""One view that answers from a pandas DataFrame built at import time."""
+"""One view that answers from the DataFrame the models module built."""
 
-import pandas as pd
 from django.http import JsonResponse
 
-FRAME = pd.DataFrame({"n": range(1000), "square": [i * i for i in range(1000)]})
+from memapp.models import FRAME
 
 
 def table(request):
