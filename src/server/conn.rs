@@ -239,9 +239,14 @@ impl<A: App> Conn<A> {
     /// Called when the deadline passed; the connection is closed right after.
     pub fn on_timeout(&mut self, sh: &mut Shared<A::Chunk>) {
         if matches!(self.phase, Phase::Head | Phase::Body) {
-            // Best effort: one non-blocking write of the answer, then the close.
-            let mut out: Output<A::Chunk> = Output::new();
-            write_refusal(&mut out, 408, "request timed out", &sh.clock.date);
+            // Best effort: one non-blocking write of the answer, then the close. It goes
+            // after the rest of a `100 Continue` still queued, if any.
+            let mut fresh: Output<A::Chunk> = Output::new();
+            let out = match self.work.as_mut() {
+                Some(work) => &mut work.out,
+                None => &mut fresh,
+            };
+            write_refusal(out, 408, "request timed out", &sh.clock.date);
             let _ = out.write_to(&mut self.stream);
         }
     }
@@ -450,7 +455,9 @@ impl<A: App> Conn<A> {
         let Some(work) = self.work.as_mut() else {
             return Step::Close;
         };
-        work.out.clear();
+        // Whatever is still queued is the rest of a `100 Continue` (earlier responses are
+        // out before a request is read): it goes first, so the client sees a whole interim
+        // response and then the refusal, never a mixture.
         write_refusal(&mut work.out, status, reason, &sh.clock.date);
         self.phase = Phase::Refusing;
         Step::Continue
@@ -553,7 +560,9 @@ impl<A: App> Conn<A> {
         let buf = out.own_buffer();
         buf.extend_from_slice(b"HTTP/1.1 ");
         buf.extend_from_slice(&reply.head);
-        let mut framing = if !http1::status_allows_body(reply.status) {
+        // A HEAD response's framing headers are the app's own or none: the body it
+        // returned for HEAD (often empty) says nothing about the one a GET would get.
+        let mut framing = if is_head || !http1::status_allows_body(reply.status) {
             Framing::NoBody
         } else if let Some(n) = reply.content_length {
             Framing::Length(n)
@@ -584,8 +593,7 @@ impl<A: App> Conn<A> {
         out.commit_own(from);
         let mut more = more;
         let mut file = reply.file.take();
-        if is_head || matches!(framing, Framing::NoBody) {
-            framing = Framing::NoBody;
+        if matches!(framing, Framing::NoBody) {
             reply.chunks.clear();
             more = false;
             file = None;
