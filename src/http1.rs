@@ -1026,18 +1026,7 @@ pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 /// is kept as is.
 pub fn percent_decode(path: &[u8], out: &mut Vec<u8>) {
     out.clear();
-    let mut rest = path;
-    while let [byte, tail @ ..] = rest {
-        if let [b'%', high, low, after @ ..] = rest {
-            if let (Some(high), Some(low)) = (hex_value(*high), hex_value(*low)) {
-                out.push(high << 4 | low);
-                rest = after;
-                continue;
-            }
-        }
-        out.push(*byte);
-        rest = tail;
-    }
+    out.extend(percent_encoding::percent_decode(path));
 }
 
 #[cfg(test)]
