@@ -109,7 +109,8 @@ pub struct Environ {
     header_keys: Vec<Py<PyString>>,
     bytes_io: Py<PyAny>,
     empty_input: Py<EmptyInput>,
-    open: Py<PyAny>,
+    file_io: Py<PyAny>,
+    buffered_reader: Py<PyAny>,
     root_path: Vec<u8>,
     /// Scratch for percent-decoding and key building.
     scratch: Vec<u8>,
@@ -169,10 +170,27 @@ impl Environ {
             header_keys,
             bytes_io: io.getattr("BytesIO")?.unbind(),
             empty_input: Py::new(py, EmptyInput)?,
-            open: io.getattr("open")?.unbind(),
+            file_io: io.getattr("FileIO")?.unbind(),
+            buffered_reader: io.getattr("BufferedReader")?.unbind(),
             root_path: c.root_path.as_bytes().to_vec(),
             scratch: Vec::with_capacity(256),
         })
+    }
+
+    /// A buffered reader of its own over the spooled body `file`. The duplicated
+    /// descriptor stays ours until `FileIO` has taken it: if that raises, dropping it closes
+    /// it (FileIO never closes a descriptor it was given and refused); once taken, the
+    /// FileIO object closes it, also when the BufferedReader around it cannot be made.
+    fn spooled_input<'py>(
+        &self,
+        py: Python<'py>,
+        file: &std::fs::File,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let fd = std::os::fd::OwnedFd::from(file.try_clone().map_err(PyErr::from)?);
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+        let file_io = self.file_io.bind(py).call1((raw, "rb"))?;
+        let _owned_by_file_io = std::os::fd::IntoRawFd::into_raw_fd(fd);
+        self.buffered_reader.bind(py).call1((file_io,))
     }
 
     /// The strings of a new connection.
@@ -296,11 +314,7 @@ impl Environ {
         let input = match req.body {
             RequestBody::Memory([]) => self.empty_input.bind(py).clone().into_any(),
             RequestBody::Memory(data) => self.bytes_io.bind(py).call1((PyBytes::new(py, data),))?,
-            RequestBody::File(file, _) => {
-                let fd = file.try_clone().map_err(PyErr::from)?;
-                let raw = std::os::fd::IntoRawFd::into_raw_fd(fd);
-                self.open.bind(py).call1((raw, "rb"))?
-            }
+            RequestBody::File(file, _) => self.spooled_input(py, file)?,
         };
         env.set_item(&self.wsgi_input, input)?;
         Ok(env)
