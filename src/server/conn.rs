@@ -15,6 +15,12 @@ use super::output::Output;
 use super::{App, AppFailed, Called, FileBody, Pull, Request, RequestBody, Shared};
 use crate::http1::{self, BodyDecoder, BodyKind, Head, Version};
 
+mod access_log;
+mod canned;
+
+use access_log::log_access;
+use canned::{write_canned, write_refusal};
+
 /// Requests (or streamed chunks) handled for one connection before others get a turn.
 const STEP_BUDGET: usize = 64;
 /// Bodies larger than this are spooled to an anonymous temporary file.
@@ -849,112 +855,4 @@ fn finish_framing<C: AsRef<[u8]>>(
         Framing::Close => *keep_alive = false,
         _ => {}
     }
-}
-
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        400 => "Bad Request",
-        408 => "Request Timeout",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        505 => "HTTP Version Not Supported",
-        _ => "Error",
-    }
-}
-
-fn write_refusal<C: AsRef<[u8]>>(out: &mut Output<C>, status: u16, reason: &str, date: &[u8]) {
-    let mut body = String::with_capacity(64);
-    body.push_str(reason_phrase(status));
-    body.push_str(": ");
-    body.push_str(reason);
-    body.push('\n');
-    write_canned(out, status, &body, false, false, date);
-}
-
-/// A complete plain-text response written by the server itself.
-fn write_canned<C: AsRef<[u8]>>(
-    out: &mut Output<C>,
-    status: u16,
-    body: &str,
-    keep_alive: bool,
-    is_head: bool,
-    date: &[u8],
-) {
-    let from = out.own_buffer().len();
-    let buf = out.own_buffer();
-    buf.extend_from_slice(b"HTTP/1.1 ");
-    buf.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
-    buf.push(b' ');
-    buf.extend_from_slice(reason_phrase(status).as_bytes());
-    buf.extend_from_slice(b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ");
-    buf.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
-    buf.extend_from_slice(b"\r\nDate: ");
-    buf.extend_from_slice(date);
-    if keep_alive {
-        buf.extend_from_slice(b"\r\n\r\n");
-    } else {
-        buf.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
-    }
-    if !is_head {
-        buf.extend_from_slice(body.as_bytes());
-    }
-    out.commit_own(from);
-}
-
-/// One line in combined log format.
-fn log_access<C: AsRef<[u8]>>(sh: &mut Shared<C>, peer: &Peer, work: &Work<C>, status: u16) {
-    let buf = &work.rbuf;
-    let head = &work.head;
-    let header = |name: &[u8]| -> String {
-        head.headers
-            .iter()
-            .find(|h| h.name.of(buf).eq_ignore_ascii_case(name))
-            .map(|h| escape(h.value.of(buf)))
-            .unwrap_or_else(|| "-".to_string())
-    };
-    let version = match head.version {
-        Version::Http10 => "HTTP/1.0",
-        Version::Http11 => "HTTP/1.1",
-    };
-    let bytes = if work.out.body_bytes == 0 {
-        "-".to_string()
-    } else {
-        work.out.body_bytes.to_string()
-    };
-    let line = format!(
-        "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\"\n",
-        match peer {
-            Peer::Tcp(addr) => addr.ip().to_string(),
-            Peer::Unix => "-".to_string(),
-        },
-        sh.clock.log_time,
-        escape(head.method.of(buf)),
-        escape(head.target.of(buf)),
-        version,
-        status,
-        bytes,
-        header(b"referer"),
-        header(b"user-agent"),
-    );
-    if let Some(out) = sh.access_log.as_mut() {
-        let _ = out.write_all(line.as_bytes());
-        sh.log_dirty = true;
-    }
-}
-
-/// Log-safe text: quotes, backslashes and non-printable bytes escaped.
-fn escape(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len());
-    for &b in bytes {
-        match b {
-            b'"' => s.push_str("\\\""),
-            b'\\' => s.push_str("\\\\"),
-            0x20..=0x7e => s.push(b as char),
-            _ => s.push_str(&format!("\\x{b:02x}")),
-        }
-    }
-    s
 }
