@@ -17,6 +17,8 @@ use crate::http1::{self, BodyDecoder, BodyKind, Head, Version};
 
 mod access_log;
 mod canned;
+#[cfg(test)]
+mod tests;
 
 use access_log::log_access;
 use canned::{write_canned, write_refusal};
