@@ -49,8 +49,6 @@ pub(crate) struct Work<C> {
     rbuf: Vec<u8>,
     filled: usize,
     head: Head,
-    head_parsed: bool,
-    decoder: Option<BodyDecoder>,
     body: Vec<u8>,
     body_file: Option<File>,
     out: Output<C>,
@@ -62,8 +60,6 @@ impl<C: AsRef<[u8]>> Work<C> {
             rbuf: vec![0; READ_BUFFER],
             filled: 0,
             head: Head::default(),
-            head_parsed: false,
-            decoder: None,
             body: Vec::new(),
             body_file: None,
             out: Output::new(),
@@ -71,7 +67,7 @@ impl<C: AsRef<[u8]>> Work<C> {
     }
 
     fn is_empty(&self) -> bool {
-        self.filled == 0 && !self.head_parsed && self.out.is_empty()
+        self.filled == 0 && self.out.is_empty()
     }
 
     /// Forgets the current request's head and body, keeping any pipelined bytes.
@@ -79,8 +75,6 @@ impl<C: AsRef<[u8]>> Work<C> {
         let len = self.head.len.min(self.filled);
         self.rbuf.copy_within(len..self.filled, 0);
         self.filled -= len;
-        self.head_parsed = false;
-        self.decoder = None;
         self.body_file = None;
         if self.body.capacity() > SPILL_THRESHOLD {
             self.body = Vec::new();
@@ -91,17 +85,24 @@ impl<C: AsRef<[u8]>> Work<C> {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Phase {
+/// Where a connection is, each phase with the state only it has.
+enum Phase<S> {
     /// Between requests: nothing of the next one has arrived.
     Idle,
+    /// Part of a head has arrived.
     Head,
-    Body,
-    Writing,
+    /// The head is parsed (in `Work::head`); the body is being read.
+    Body(BodyDecoder),
+    /// The app ran; its response is being written.
+    Writing(Responding<S>),
     /// A refusal is being written; the connection closes after it.
     Refusing,
     /// Refusal written and write side shut: reading what the client still sends.
-    Lingering,
+    Lingering { read: usize },
+    /// The last response is out and the connection is to close. The app's stream is held
+    /// until the connection is dropped, after its socket: the client has the whole answer
+    /// before the app's close() runs.
+    Closing { _held: Option<S> },
 }
 
 #[derive(Clone, Copy)]
@@ -140,7 +141,8 @@ pub(crate) struct Conn<A: App> {
     stream: Stream,
     pub serial: u64,
     peer: Peer,
-    phase: Phase,
+    /// Declared after `stream`: a response held here is released after the socket closes.
+    phase: Phase<A::Stream>,
     pub read_ready: bool,
     pub write_ready: bool,
     /// The poller said the peer closed its side: its FIN may sit behind data already
@@ -155,9 +157,7 @@ pub(crate) struct Conn<A: App> {
     /// A request was answered on this connection (idle means keep-alive, not new).
     served: bool,
     work: Option<Box<Work<A::Chunk>>>,
-    resp: Option<Responding<A::Stream>>,
     session: Option<A::Session>,
-    lingered: usize,
     /// The last step pulled a chunk from the app.
     pulled: bool,
     nagle: Nagle,
@@ -198,9 +198,7 @@ impl<A: App> Conn<A> {
             since: now,
             served: false,
             work: None,
-            resp: None,
             session: None,
-            lingered: 0,
             pulled: false,
             nagle: Nagle::default(),
         }
@@ -212,9 +210,7 @@ impl<A: App> Conn<A> {
 
     /// Nothing in flight: no request bytes, no response.
     pub fn is_idle(&self) -> bool {
-        self.phase == Phase::Idle
-            && self.resp.is_none()
-            && self.work.as_ref().is_none_or(|w| w.is_empty())
+        matches!(self.phase, Phase::Idle) && self.work.as_ref().is_none_or(|w| w.is_empty())
     }
 
     /// Accepted but silent so far: no request has begun on it.
@@ -229,9 +225,9 @@ impl<A: App> Conn<A> {
         let limit = match self.phase {
             Phase::Idle if self.served => t.keep_alive,
             Phase::Idle | Phase::Head => t.header,
-            Phase::Body => t.body,
-            Phase::Writing | Phase::Refusing => t.write,
-            Phase::Lingering => LINGER_TIME,
+            Phase::Body(_) => t.body,
+            Phase::Writing(_) | Phase::Refusing | Phase::Closing { .. } => t.write,
+            Phase::Lingering { .. } => LINGER_TIME,
         };
         self.set_deadline(sh, slot, self.since + limit);
     }
@@ -246,7 +242,7 @@ impl<A: App> Conn<A> {
 
     /// Called when the deadline passed; the connection is closed right after.
     pub fn on_timeout(&mut self, sh: &mut Shared<A::Chunk>) {
-        if matches!(self.phase, Phase::Head | Phase::Body) {
+        if matches!(self.phase, Phase::Head | Phase::Body(_)) {
             // Best effort: one non-blocking write of the answer, then the close. It goes
             // after the rest of a `100 Continue` still queued, if any.
             let mut fresh: Output<A::Chunk> = Output::new();
@@ -270,10 +266,11 @@ impl<A: App> Conn<A> {
     pub fn drive(&mut self, app: &mut A, sh: &mut Shared<A::Chunk>, slot: usize) -> Drive {
         for _ in 0..STEP_BUDGET {
             let step = match self.phase {
-                Phase::Writing => self.write_response(app, sh),
+                Phase::Writing(_) => self.write_response(app, sh),
                 Phase::Refusing => self.write_refusal(sh),
-                Phase::Lingering => self.linger(),
-                Phase::Idle | Phase::Head | Phase::Body => self.read_request(app, sh),
+                Phase::Lingering { .. } => self.linger(),
+                Phase::Closing { .. } => Step::Close,
+                Phase::Idle | Phase::Head | Phase::Body(_) => self.read_request(app, sh),
             };
             match step {
                 Step::Continue => {
@@ -287,7 +284,8 @@ impl<A: App> Conn<A> {
                 }
                 Step::Wait => {
                     self.arm(sh, slot);
-                    if self.phase == Phase::Idle && self.work.as_ref().is_some_and(|w| w.is_empty())
+                    if matches!(self.phase, Phase::Idle)
+                        && self.work.as_ref().is_some_and(|w| w.is_empty())
                     {
                         self.release(sh);
                     }
@@ -311,11 +309,11 @@ impl<A: App> Conn<A> {
                 Err(_) => return Step::Close,
             }
         }
-        if !work.head_parsed {
+        if !matches!(self.phase, Phase::Body(_)) {
             if work.filled == 0 {
                 return self.fill(sh);
             }
-            if self.phase == Phase::Idle {
+            if matches!(self.phase, Phase::Idle) {
                 self.phase = Phase::Head;
                 self.since = sh.now;
             }
@@ -326,9 +324,7 @@ impl<A: App> Conn<A> {
                 Ok(false) => return self.fill(sh),
                 Err(e) => return self.refuse(e.status, e.reason, sh),
                 Ok(true) => {
-                    work.head_parsed = true;
-                    work.decoder = Some(BodyDecoder::new(work.head.body, sh.limits.max_body));
-                    self.phase = Phase::Body;
+                    self.phase = Phase::Body(BodyDecoder::new(work.head.body, sh.limits.max_body));
                     let wants_continue = work.head.expect_continue
                         && work.head.body != BodyKind::None
                         && work.head.body != BodyKind::Length(0)
@@ -347,7 +343,7 @@ impl<A: App> Conn<A> {
         let Some(work) = self.work.as_mut() else {
             return Step::Close;
         };
-        let Some(decoder) = work.decoder.as_mut() else {
+        let Phase::Body(decoder) = &mut self.phase else {
             return Step::Close;
         };
         let start = work.head.len;
@@ -392,6 +388,7 @@ impl<A: App> Conn<A> {
 
     /// Reads more request bytes, or says to wait for them.
     fn fill(&mut self, sh: &mut Shared<A::Chunk>) -> Step {
+        let head_parsed = matches!(self.phase, Phase::Body(_));
         let Some(work) = self.work.as_mut() else {
             return Step::Close;
         };
@@ -399,18 +396,14 @@ impl<A: App> Conn<A> {
             return Step::Close;
         }
         if !self.read_ready {
-            if work.filled == 0 && !work.head_parsed {
+            if work.filled == 0 && !head_parsed {
                 self.phase = Phase::Idle;
             }
             return Step::Wait;
         }
-        let spare_wanted = if work.head_parsed {
-            16 * 1024
-        } else {
-            4 * 1024
-        };
+        let spare_wanted = if head_parsed { 16 * 1024 } else { 4 * 1024 };
         if work.rbuf.len() - work.filled < spare_wanted {
-            let cap = if work.head_parsed {
+            let cap = if head_parsed {
                 work.filled + 64 * 1024
             } else {
                 // parse_head refuses heads over the limit, so this bounds the buffer.
@@ -430,7 +423,7 @@ impl<A: App> Conn<A> {
             Ok(0) => {
                 self.eof = true;
                 self.read_ready = false;
-                if work.filled == 0 && !work.head_parsed {
+                if work.filled == 0 && !head_parsed {
                     return Step::Close;
                 }
                 Step::Continue
@@ -447,7 +440,7 @@ impl<A: App> Conn<A> {
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 self.read_ready = false;
-                if work.filled == 0 && !work.head_parsed {
+                if work.filled == 0 && !head_parsed {
                     self.phase = Phase::Idle;
                 }
                 Step::Wait
@@ -459,7 +452,6 @@ impl<A: App> Conn<A> {
 
     /// Queues an error answer; the connection closes once it is written.
     fn refuse(&mut self, status: u16, reason: &str, sh: &mut Shared<A::Chunk>) -> Step {
-        self.resp = None;
         let Some(work) = self.work.as_mut() else {
             return Step::Close;
         };
@@ -484,20 +476,23 @@ impl<A: App> Conn<A> {
             return Step::Wait;
         }
         self.stream.shutdown_write();
-        self.phase = Phase::Lingering;
+        self.phase = Phase::Lingering { read: 0 };
         self.since = sh.now;
         Step::Continue
     }
 
     fn linger(&mut self) -> Step {
+        let Phase::Lingering { read } = &mut self.phase else {
+            return Step::Close;
+        };
         let mut scratch = [0u8; 4096];
         loop {
-            if self.lingered > LINGER_BYTES {
+            if *read > LINGER_BYTES {
                 return Step::Close;
             }
             match self.stream.read(&mut scratch) {
                 Ok(0) => return Step::Close,
-                Ok(n) => self.lingered += n,
+                Ok(n) => *read += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Wait,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Step::Close,
@@ -510,7 +505,10 @@ impl<A: App> Conn<A> {
         let Some(work) = self.work.as_mut() else {
             return;
         };
-        let body_len = work.decoder.as_ref().map_or(0, |d| d.body_len());
+        let body_len = match &self.phase {
+            Phase::Body(decoder) => decoder.body_len(),
+            _ => 0,
+        };
         if let Some(f) = work.body_file.as_mut() {
             let _ = f.rewind();
         }
@@ -529,7 +527,6 @@ impl<A: App> Conn<A> {
         let result = app.call(session, &request, &mut sh.reply);
         sh.requests_served += 1;
         self.deadline = None;
-        self.phase = Phase::Writing;
         let head = &work.head;
         let is_head = head.method.of(&work.rbuf) == b"HEAD";
         let mut keep_alive = head.keep_alive && !sh.draining;
@@ -544,7 +541,7 @@ impl<A: App> Conn<A> {
                     is_head,
                     &sh.clock.date,
                 );
-                self.resp = Some(Responding {
+                self.phase = Phase::Writing(Responding {
                     stream: None,
                     more: false,
                     file: None,
@@ -617,7 +614,7 @@ impl<A: App> Conn<A> {
         if !more && file.is_none() {
             finish_framing(out, &mut framing, &mut keep_alive);
         }
-        self.resp = Some(Responding {
+        self.phase = Phase::Writing(Responding {
             stream,
             more,
             file,
@@ -629,7 +626,7 @@ impl<A: App> Conn<A> {
 
     fn write_response(&mut self, app: &mut A, sh: &mut Shared<A::Chunk>) -> Step {
         self.nagle.before_write(&self.stream);
-        let (Some(work), Some(resp)) = (self.work.as_mut(), self.resp.as_mut()) else {
+        let (Some(work), Phase::Writing(resp)) = (self.work.as_mut(), &mut self.phase) else {
             return Step::Close;
         };
         let out = &mut work.out;
@@ -728,7 +725,10 @@ impl<A: App> Conn<A> {
     }
 
     fn finish_response(&mut self, sh: &mut Shared<A::Chunk>) -> Step {
-        let (Some(work), Some(resp)) = (self.work.as_mut(), self.resp.take()) else {
+        let Some(work) = self.work.as_mut() else {
+            return Step::Close;
+        };
+        let Phase::Writing(resp) = std::mem::replace(&mut self.phase, Phase::Idle) else {
             return Step::Close;
         };
         if sh.access_log.is_some() {
@@ -736,13 +736,9 @@ impl<A: App> Conn<A> {
         }
         work.consume_request();
         if !resp.keep_alive || sh.draining {
-            // Kept until the connection is dropped: its socket is closed first (the field
-            // comes first), so the client has the whole answer before the app's close()
-            // runs.
-            self.resp = Some(resp);
+            self.phase = Phase::Closing { _held: resp.stream };
             return Step::Close;
         }
-        self.phase = Phase::Idle;
         self.served = true;
         self.since = sh.now;
         Step::Continue
@@ -754,8 +750,6 @@ fn recycle<C: AsRef<[u8]>>(mut work: Box<Work<C>>, sh: &mut Shared<C>) {
         return;
     }
     work.filled = 0;
-    work.head_parsed = false;
-    work.decoder = None;
     work.body_file = None;
     work.out.clear();
     work.out.shrink();

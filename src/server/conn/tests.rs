@@ -386,7 +386,7 @@ fn a_refused_request_is_answered_then_the_connection_lingers_and_closes() {
     assert_eq!(responses[0].status, 400);
     assert_eq!(responses[0].header("Connection"), Some("close"));
     assert!(h.app.calls.is_empty());
-    assert!(matches!(h.conn().phase, Phase::Lingering));
+    assert!(matches!(h.conn().phase, Phase::Lingering { .. }));
     assert_eq!(h.conn().deadline, Some(h.conn().since + super::LINGER_TIME));
 
     // What the client still sends is read and dropped; its close ends the connection.
@@ -494,7 +494,7 @@ fn a_streamed_body_is_pulled_only_as_the_socket_takes_it() {
     assert_eq!(h.run(), Outcome::Wait);
     assert!(h.app.pulls < CHUNKS / 2, "pulled {} chunks", h.app.pulls);
     let conn = h.conn();
-    assert!(matches!(conn.phase, Phase::Writing));
+    assert!(matches!(conn.phase, Phase::Writing(_)));
     assert_eq!(conn.deadline, Some(conn.since + WRITE_TIMEOUT));
     let mut data = Vec::new();
     for _ in 0..10_000 {
@@ -523,7 +523,7 @@ fn each_wait_has_the_deadline_of_its_phase() {
     h.send(b": t\r\nContent-Length: 4\r\n\r\nab");
     assert_eq!(h.run(), Outcome::Wait);
     let conn = h.conn();
-    assert!(matches!(conn.phase, Phase::Body));
+    assert!(matches!(conn.phase, Phase::Body(_)));
     assert_eq!(conn.deadline, Some(conn.since + BODY_TIMEOUT));
 
     h.send(b"cd");
