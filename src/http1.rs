@@ -13,7 +13,7 @@
 //! - `HTTP/1.2` to `HTTP/1.9` are served as HTTP/1.1 (RFC 9110 2.5); other majors are 505.
 //! - Content-Length is one plain decimal: a list (any comma) is 400, and so are repeated
 //!   Content-Length fields unless they are byte for byte the same.
-//! - Singleton fields whose repetition a proxy could read differently ([`SINGLETONS`]:
+//! - Singleton fields whose repetition a proxy could read differently (`SINGLETONS`:
 //!   Host, Content-Type, Authorization, ...) are 400 when repeated.
 //! - A Transfer-Encoding that ends in `chunked` after other codings (`gzip, chunked`) is
 //!   501: the server does not decode them. Empty list elements in Transfer-Encoding are

@@ -3,8 +3,10 @@
 //! `drive` takes the connection as far as its socket allows and says whether to wait for
 //! the next event, come back without one, or close. It never blocks and never waits for
 //! an event while a complete request is already buffered.
+//!
+//! This file is the state machine ([`Phase`]); the pooled buffers are in `buffers`, the
+//! responses the server writes itself in `canned`, the access log in `access_log`.
 
-use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::time::{Duration, Instant};
 
@@ -13,26 +15,21 @@ use mio::{Registry, Token};
 use super::net::{Closing, Peer, Stream};
 use super::output::Output;
 use super::{App, AppFailed, Called, FileBody, Pull, Request, RequestBody, Shared};
-use crate::http1::{self, BodyDecoder, BodyKind, Head, Version};
+use crate::http1::{self, BodyDecoder, BodyKind, Version};
 
 mod access_log;
+mod buffers;
 mod canned;
 #[cfg(test)]
 mod tests;
 
 use access_log::log_access;
+pub(crate) use buffers::Work;
+use buffers::{recycle, store_body};
 use canned::{write_canned, write_refusal};
 
 /// Requests (or streamed chunks) handled for one connection before others get a turn.
 const STEP_BUDGET: usize = 64;
-/// Bodies larger than this are spooled to an anonymous temporary file.
-const SPILL_THRESHOLD: usize = 1 << 20;
-/// Read buffer a connection starts with (taken from the pool while it has work).
-const READ_BUFFER: usize = 16 * 1024;
-/// Idle buffers kept for reuse (a burst of connections must not pin its memory).
-const POOL_MAX: usize = 64;
-/// Larger body buffers are freed rather than pooled.
-const POOLED_BODY_MAX: usize = 64 * 1024;
 /// After refusing a request, how long and how much to read before closing, so the
 /// client sees the answer instead of a reset.
 const LINGER_TIME: Duration = Duration::from_secs(2);
@@ -42,48 +39,6 @@ const SENDFILE_MAX: usize = 1 << 20;
 /// After pulling chunks from an app for this long since the loop woke, the loop gets a
 /// turn: a slow generator must not starve other clients or the stop signal.
 const PULL_SLICE: Duration = Duration::from_millis(2);
-
-/// Buffers a connection needs only while it has a request in hand; pooled between.
-pub(crate) struct Work<C> {
-    /// Initialised bytes; `filled` of them hold data.
-    rbuf: Vec<u8>,
-    filled: usize,
-    head: Head,
-    body: Vec<u8>,
-    body_file: Option<File>,
-    out: Output<C>,
-}
-
-impl<C: AsRef<[u8]>> Work<C> {
-    fn new() -> Self {
-        Work {
-            rbuf: vec![0; READ_BUFFER],
-            filled: 0,
-            head: Head::default(),
-            body: Vec::new(),
-            body_file: None,
-            out: Output::new(),
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.filled == 0 && self.out.is_empty()
-    }
-
-    /// Forgets the current request's head and body, keeping any pipelined bytes.
-    fn consume_request(&mut self) {
-        let len = self.head.len.min(self.filled);
-        self.rbuf.copy_within(len..self.filled, 0);
-        self.filled -= len;
-        self.body_file = None;
-        if self.body.capacity() > SPILL_THRESHOLD {
-            self.body = Vec::new();
-        } else {
-            self.body.clear();
-        }
-        self.out.body_bytes = 0;
-    }
-}
 
 /// Where a connection is, each phase with the state only it has.
 enum Phase<S> {
@@ -745,27 +700,6 @@ impl<A: App> Conn<A> {
     }
 }
 
-fn recycle<C: AsRef<[u8]>>(mut work: Box<Work<C>>, sh: &mut Shared<C>) {
-    if sh.pool.len() >= POOL_MAX {
-        return;
-    }
-    work.filled = 0;
-    work.body_file = None;
-    work.out.clear();
-    work.out.shrink();
-    if work.rbuf.len() > READ_BUFFER {
-        work.rbuf = vec![0; READ_BUFFER];
-    }
-    if work.body.capacity() > POOLED_BODY_MAX {
-        work.body = Vec::new();
-    }
-    work.body.clear();
-    if work.head.headers.capacity() > 128 {
-        work.head.headers = Vec::new();
-    }
-    sh.pool.push(work);
-}
-
 /// Writes queued bytes until done or the socket is full.
 fn flush<C: AsRef<[u8]>, W: Write>(
     stream: &mut W,
@@ -785,22 +719,6 @@ fn flush<C: AsRef<[u8]>, W: Write>(
             Err(e) => return Err(e),
         }
     }
-    Ok(())
-}
-
-fn store_body(body: &mut Vec<u8>, body_file: &mut Option<File>, data: &[u8]) -> io::Result<()> {
-    if let Some(f) = body_file.as_mut() {
-        return f.write_all(data);
-    }
-    if body.len() + data.len() > SPILL_THRESHOLD {
-        let mut f = tempfile::tempfile()?;
-        f.write_all(body)?;
-        f.write_all(data)?;
-        body.clear();
-        *body_file = Some(f);
-        return Ok(());
-    }
-    body.extend_from_slice(data);
     Ok(())
 }
 
