@@ -7,11 +7,17 @@
 //!
 //! Choices where the RFCs leave room, all on the strict side:
 //! - A `#` fragment in the request-target is refused with 400 (clients never send one).
-//! - The asterisk-form `*` is accepted for `OPTIONS` only; authority-form only for
-//!   `CONNECT` (its path is the whole target).
+//! - The asterisk-form `*` is accepted for `OPTIONS` only. `CONNECT` is answered 501: the
+//!   server is no tunnel, and nothing after a CONNECT head is read as a request.
+//! - The request-target is visible ASCII only (RFC 9112 3.2): any other byte is a 400.
+//! - `HTTP/1.2` to `HTTP/1.9` are served as HTTP/1.1 (RFC 9110 2.5); other majors are 505.
+//! - Content-Length is one plain decimal: a list (any comma) is 400, and so are repeated
+//!   Content-Length fields unless they are byte for byte the same.
+//! - Singleton fields whose repetition a proxy could read differently (`SINGLETONS`:
+//!   Host, Content-Type, Authorization, ...) are 400 when repeated.
 //! - A Transfer-Encoding that ends in `chunked` after other codings (`gzip, chunked`) is
-//!   501: the server does not decode them. Empty list elements in Transfer-Encoding or
-//!   Content-Length are refused with 400.
+//!   501: the server does not decode them. Empty list elements in Transfer-Encoding are
+//!   refused with 400.
 //! - At most 8 empty lines before the request line are skipped; more is a 400.
 //! - Header fields are capped at [`MAX_HEADERS_CAP`] whatever `Limits::max_headers` says
 //!   (httparse gets a stack array of that size), and `max_head` at `u32::MAX`.
@@ -160,6 +166,36 @@ const VERSION_NOT_SUPPORTED: Error = Error::new(505, "HTTP version not supported
 const BODY_TOO_LARGE: Error = Error::new(413, "request body too large");
 const CODING_NOT_IMPLEMENTED: Error = Error::new(501, "transfer coding not implemented");
 const TRAILERS_TOO_LARGE: Error = Error::new(431, "chunked trailer section too large");
+/// Fields that must appear at most once, each with its refusal: a proxy in front could act
+/// on the first while the app would see the last (or a joined value). Content-Length has
+/// its own rule (identical repeats are one value). Host comes first: its bit says a Host
+/// was seen.
+const SINGLETONS: [(&[u8], Error); 8] = [
+    (b"host", DUPLICATE_HOST),
+    (
+        b"content-type",
+        Error::bad("more than one Content-Type header"),
+    ),
+    (
+        b"authorization",
+        Error::bad("more than one Authorization header"),
+    ),
+    (
+        b"proxy-authorization",
+        Error::bad("more than one Proxy-Authorization header"),
+    ),
+    (b"range", Error::bad("more than one Range header")),
+    (b"if-range", Error::bad("more than one If-Range header")),
+    (
+        b"if-modified-since",
+        Error::bad("more than one If-Modified-Since header"),
+    ),
+    (
+        b"if-unmodified-since",
+        Error::bad("more than one If-Unmodified-Since header"),
+    ),
+];
+const HOST_BIT: u16 = 1;
 const BARE_CR: Error = Error::bad("bare CR in head");
 const BARE_LF: Error = Error::bad("bare LF in head");
 const TOO_MANY_EMPTY_LINES: Error = Error::bad("too many empty lines before request line");
@@ -172,6 +208,9 @@ const MALFORMED_HEAD: Error = Error::bad("malformed request head");
 const MISSING_HOST: Error = Error::bad("HTTP/1.1 request without Host");
 const DUPLICATE_HOST: Error = Error::bad("more than one Host header");
 const BAD_CONTENT_LENGTH: Error = Error::bad("invalid Content-Length");
+const CONTENT_LENGTH_LIST: Error = Error::bad("Content-Length is a list");
+const CONNECT_NOT_IMPLEMENTED: Error = Error::new(501, "CONNECT is not supported");
+const NON_ASCII_TARGET: Error = Error::bad("request-target has a byte outside visible ASCII");
 const CONFLICTING_CONTENT_LENGTH: Error = Error::bad("conflicting Content-Length values");
 const LENGTH_AND_CHUNKED: Error = Error::bad("both Content-Length and Transfer-Encoding");
 const TE_ON_HTTP10: Error = Error::bad("Transfer-Encoding on an HTTP/1.0 request");
@@ -386,9 +425,12 @@ fn refusal(err: httparse::Error, request_line: &[u8]) -> Error {
 
 /// What the framing and connection headers said.
 #[derive(Default)]
-struct FieldFacts {
-    hosts: usize,
+struct FieldFacts<'a> {
+    /// Bit `i` set: `SINGLETONS[i]` was seen.
+    singletons_seen: u16,
     content_length: Option<u64>,
+    /// The first Content-Length value as sent: a repeat must be the same bytes.
+    content_length_value: Option<&'a [u8]>,
     transfer_encoding: bool,
     /// The last transfer coding seen so far is `chunked`.
     chunked_last: bool,
@@ -399,18 +441,34 @@ struct FieldFacts {
     expect_continue: bool,
 }
 
-impl FieldFacts {
-    fn add(&mut self, name: &[u8], value: &[u8]) -> Result<(), Error> {
-        if name.eq_ignore_ascii_case(b"host") {
-            self.hosts += 1;
-        } else if name.eq_ignore_ascii_case(b"content-length") {
-            for element in list_elements(value) {
-                let length = parse_decimal(element).ok_or(BAD_CONTENT_LENGTH)?;
-                if self.content_length.is_some_and(|seen| seen != length) {
-                    return Err(CONFLICTING_CONTENT_LENGTH);
-                }
-                self.content_length = Some(length);
+/// The index of `name` in [`SINGLETONS`].
+fn singleton(name: &[u8]) -> Option<usize> {
+    SINGLETONS
+        .iter()
+        .position(|(s, _)| s.len() == name.len() && s.eq_ignore_ascii_case(name))
+}
+
+impl<'a> FieldFacts<'a> {
+    fn add(&mut self, name: &[u8], value: &'a [u8]) -> Result<(), Error> {
+        if let Some(i) = singleton(name) {
+            let bit = 1 << i;
+            if self.singletons_seen & bit != 0 {
+                return Err(SINGLETONS[i].1);
             }
+            self.singletons_seen |= bit;
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            if value.contains(&b',') {
+                return Err(CONTENT_LENGTH_LIST);
+            }
+            if let Some(seen) = self.content_length_value {
+                return if seen == value {
+                    Ok(())
+                } else {
+                    Err(CONFLICTING_CONTENT_LENGTH)
+                };
+            }
+            self.content_length = Some(parse_decimal(value).ok_or(BAD_CONTENT_LENGTH)?);
+            self.content_length_value = Some(value);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             self.transfer_encoding = true;
             for coding in list_elements(value) {
@@ -475,11 +533,15 @@ fn split_target(buf: &[u8], method: &[u8], target: Span) -> Result<(Span, Span),
     if bytes.is_empty() {
         return Err(BAD_TARGET);
     }
-    if bytes.contains(&b'#') {
-        return Err(FRAGMENT_IN_TARGET);
+    for &b in bytes {
+        match b {
+            b'#' => return Err(FRAGMENT_IN_TARGET),
+            0x21..=0x7e => {}
+            _ => return Err(NON_ASCII_TARGET),
+        }
     }
     if method == b"CONNECT" {
-        return Ok((target, Span::default()));
+        return Err(CONNECT_NOT_IMPLEMENTED);
     }
     if bytes == b"*" {
         return if method == b"OPTIONS" {
@@ -566,16 +628,36 @@ pub fn parse_head(buf: &[u8], limits: &Limits, head: &mut Head) -> Result<bool, 
     };
     let head_bytes = buf.get(start..extent.end).unwrap_or_default();
     let request_line = buf.get(start..extent.request_line_end).unwrap_or_default();
+    // httparse takes only 1.0 and 1.1: a higher 1.x minor is parsed from a copy that says
+    // 1.1. Spans are then counted from the copy, which stands where `head_bytes` does.
+    let mut rewritten = Vec::new();
+    let parsed: &[u8] = match higher_minor_digit(request_line) {
+        Some(at) => {
+            rewritten.extend_from_slice(head_bytes);
+            if let Some(digit) = rewritten.get_mut(at) {
+                *digit = b'1';
+            }
+            &rewritten
+        }
+        None => head_bytes,
+    };
+    let span_of = |part: &[u8]| {
+        let span = span_in(parsed, part);
+        Span {
+            start: span.start + start as u32,
+            end: span.end + start as u32,
+        }
+    };
 
     let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS_CAP];
     let slots = slots.get_mut(..extent.fields).unwrap_or_default();
     let mut request = httparse::Request::new(&mut []);
     match httparse::ParserConfig::default().parse_request_with_uninit_headers(
         &mut request,
-        head_bytes,
+        parsed,
         slots,
     ) {
-        Ok(httparse::Status::Complete(n)) if n == head_bytes.len() => {}
+        Ok(httparse::Status::Complete(n)) if n == parsed.len() => {}
         Ok(_) => return Err(MALFORMED_HEAD),
         Err(err) => return Err(refusal(err, request_line)),
     }
@@ -603,19 +685,16 @@ pub fn parse_head(buf: &[u8], limits: &Limits, head: &mut Head) -> Result<bool, 
         }
         facts.add(name, value)?;
         head.headers.push(Header {
-            name: span_in(buf, name),
-            value: span_in(buf, value),
+            name: span_of(name),
+            value: span_of(value),
         });
     }
-    if facts.hosts > 1 {
-        return Err(DUPLICATE_HOST);
-    }
-    if facts.hosts == 0 && version == Version::Http11 {
+    if facts.singletons_seen & HOST_BIT == 0 && version == Version::Http11 {
         return Err(MISSING_HOST);
     }
     let body = facts.body(version, limits.max_body)?;
-    let method = span_in(buf, method.as_bytes());
-    let target = span_in(buf, target.as_bytes());
+    let method = span_of(method.as_bytes());
+    let target = span_of(target.as_bytes());
     let (path, query) = split_target(buf, method.of(buf), target)?;
 
     head.method = method;
@@ -631,6 +710,16 @@ pub fn parse_head(buf: &[u8], limits: &Limits, head: &mut Head) -> Result<bool, 
     head.expect_continue = version == Version::Http11 && facts.expect_continue;
     head.len = extent.end;
     Ok(true)
+}
+
+/// Where the minor digit of `HTTP/1.2` to `HTTP/1.9` ends the request line, if it does.
+fn higher_minor_digit(request_line: &[u8]) -> Option<usize> {
+    match request_line {
+        [.., b' ', b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9'] => {
+            Some(request_line.len() - 1)
+        }
+        _ => None,
+    }
 }
 
 /// How much of the input a body decoder used, and whether the body is complete.
@@ -937,18 +1026,7 @@ pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 /// is kept as is.
 pub fn percent_decode(path: &[u8], out: &mut Vec<u8>) {
     out.clear();
-    let mut rest = path;
-    while let [byte, tail @ ..] = rest {
-        if let [b'%', high, low, after @ ..] = rest {
-            if let (Some(high), Some(low)) = (hex_value(*high), hex_value(*low)) {
-                out.push(high << 4 | low);
-                rest = after;
-                continue;
-            }
-        }
-        out.push(*byte);
-        rest = tail;
-    }
+    out.extend(percent_encoding::percent_decode(path));
 }
 
 #[cfg(test)]
@@ -1180,10 +1258,33 @@ mod tests {
             parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().version,
             Version::Http10
         );
-        for version in ["HTTP/2.0", "HTTP/0.9", "HTTP/1.2", "HTTP/3.0"] {
+        for version in ["HTTP/2.0", "HTTP/0.9", "HTTP/3.0", "HTTP/9.1"] {
             let req = format!("GET / {version}\r\nHost: a\r\n\r\n");
             assert_eq!(status(req.as_bytes()), 505, "{version}");
         }
+    }
+
+    #[test]
+    fn a_higher_http_1_minor_version_is_served_as_http_1_1() {
+        for minor in 2..=9 {
+            let req =
+                format!("\r\nPOST /p?q HTTP/1.{minor}\r\nHost: a\r\nContent-Length: 1\r\n\r\nx");
+            let buf = req.as_bytes();
+            let head = parse(buf).unwrap();
+            assert_eq!(head.version, Version::Http11);
+            assert_eq!(head.method.of(buf), b"POST");
+            assert_eq!(head.target.of(buf), b"/p?q");
+            assert_eq!(head.path.of(buf), b"/p");
+            assert_eq!(header(buf, &head, "host"), Some(&b"a"[..]));
+            assert_eq!(head.body, BodyKind::Length(1));
+            assert_eq!(head.len, buf.len() - 1);
+        }
+        // Still one digit each, and the other rules still hold.
+        for line in ["GET / HTTP/1.10", "GET / HTTP/1.2 x", "GET  / HTTP/1.2"] {
+            let req = format!("{line}\r\nHost: a\r\n\r\n");
+            assert_eq!(status(req.as_bytes()), 400, "{line}");
+        }
+        assert_eq!(status(b"GET / HTTP/1.2\r\n\r\n"), 400);
     }
 
     #[test]
@@ -1360,11 +1461,48 @@ mod tests {
     }
 
     #[test]
-    fn agreeing_content_lengths_are_one_value() {
+    fn identical_content_lengths_are_one_value() {
         let head = with_headers("HTTP/1.1", "Content-Length: 5\r\nContent-Length: 5\r\n").unwrap();
         assert_eq!(head.body, BodyKind::Length(5));
-        let head = with_headers("HTTP/1.1", "Content-Length: 5, 5,5\r\n").unwrap();
-        assert_eq!(head.body, BodyKind::Length(5));
+    }
+
+    #[test]
+    fn a_content_length_list_is_400() {
+        for value in ["5, 5", "5,5", "5,", ",5", "5, 6"] {
+            let fields = format!("Content-Length: {value}\r\n");
+            assert_eq!(
+                with_headers("HTTP/1.1", &fields).err(),
+                Some(CONTENT_LENGTH_LIST),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn repeated_content_lengths_that_differ_in_bytes_are_400() {
+        for fields in [
+            "Content-Length: 5\r\nContent-Length: 05\r\n",
+            "Content-Length: 05\r\nContent-Length: 5\r\n",
+            "Content-Length: 5\r\nContent-Length: x\r\n",
+        ] {
+            assert_eq!(
+                with_headers("HTTP/1.1", fields).err(),
+                Some(CONFLICTING_CONTENT_LENGTH),
+                "{fields:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_repeated_singleton_field_is_400() {
+        for (name, error) in SINGLETONS.iter().skip(1) {
+            let name = String::from_utf8_lossy(name).to_ascii_uppercase();
+            let fields = format!("{name}: a\r\nX: b\r\n{name}: a\r\n");
+            assert_eq!(with_headers("HTTP/1.1", &fields).err(), Some(*error));
+            let once = format!("{name}: a\r\n");
+            assert!(with_headers("HTTP/1.1", &once).is_ok(), "{name}");
+        }
+        assert!(with_headers("HTTP/1.1", "Accept: a\r\nAccept: b\r\n").is_ok());
     }
 
     #[test]
@@ -1544,7 +1682,26 @@ mod tests {
         assert_eq!(path_and_query("GET http://h:8080 HTTP/1.1"), pq("/", ""));
         assert_eq!(path_and_query("GET https://h?q=1 HTTP/1.1"), pq("/", "q=1"));
         assert_eq!(path_and_query("OPTIONS * HTTP/1.1"), pq("*", ""));
-        assert_eq!(path_and_query("CONNECT h:443 HTTP/1.1"), pq("h:443", ""));
+    }
+
+    #[test]
+    fn connect_is_501() {
+        for line in ["CONNECT h:443 HTTP/1.1", "CONNECT h:80 HTTP/1.0"] {
+            let req = format!("{line}\r\nHost: h\r\n\r\n");
+            assert_eq!(parse(req.as_bytes()).err(), Some(CONNECT_NOT_IMPLEMENTED));
+        }
+    }
+
+    #[test]
+    fn a_target_byte_outside_visible_ascii_is_400() {
+        for target in [&b"/caf\xc3\xa9"[..], b"/\x80", b"/?q=\xff", b"/a\x7f"] {
+            let mut req = b"GET ".to_vec();
+            req.extend_from_slice(target);
+            req.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\n\r\n");
+            let got = parse_head(&req, &Limits::default(), &mut Head::default());
+            assert_eq!(got.unwrap_err().status, 400, "{target:?}");
+        }
+        assert!(parse(b"GET /%C3%A9~!$&'()*+,;=:@ HTTP/1.1\r\nHost: a\r\n\r\n").is_ok());
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! `drive` takes the connection as far as its socket allows and says whether to wait for
 //! the next event, come back without one, or close. It never blocks and never waits for
 //! an event while a complete request is already buffered.
+//!
+//! This file is the state machine ([`Phase`]); the pooled buffers are in `buffers`, the
+//! responses the server writes itself in `canned`, the access log in `access_log`.
 
-use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::time::{Duration, Instant};
 
@@ -13,18 +15,21 @@ use mio::{Registry, Token};
 use super::net::{Closing, Peer, Stream};
 use super::output::Output;
 use super::{App, AppFailed, Called, FileBody, Pull, Request, RequestBody, Shared};
-use crate::http1::{self, BodyDecoder, BodyKind, Head, Version};
+use crate::http1::{self, BodyDecoder, BodyKind, Version};
+
+mod access_log;
+mod buffers;
+mod canned;
+#[cfg(test)]
+mod tests;
+
+use access_log::log_access;
+pub(crate) use buffers::Work;
+use buffers::{recycle, store_body};
+use canned::{write_canned, write_refusal};
 
 /// Requests (or streamed chunks) handled for one connection before others get a turn.
 const STEP_BUDGET: usize = 64;
-/// Bodies larger than this are spooled to an anonymous temporary file.
-const SPILL_THRESHOLD: usize = 1 << 20;
-/// Read buffer a connection starts with (taken from the pool while it has work).
-const READ_BUFFER: usize = 16 * 1024;
-/// Idle buffers kept for reuse (a burst of connections must not pin its memory).
-const POOL_MAX: usize = 64;
-/// Larger body buffers are freed rather than pooled.
-const POOLED_BODY_MAX: usize = 64 * 1024;
 /// After refusing a request, how long and how much to read before closing, so the
 /// client sees the answer instead of a reset.
 const LINGER_TIME: Duration = Duration::from_secs(2);
@@ -35,65 +40,24 @@ const SENDFILE_MAX: usize = 1 << 20;
 /// turn: a slow generator must not starve other clients or the stop signal.
 const PULL_SLICE: Duration = Duration::from_millis(2);
 
-/// Buffers a connection needs only while it has a request in hand; pooled between.
-pub(crate) struct Work<C> {
-    /// Initialised bytes; `filled` of them hold data.
-    rbuf: Vec<u8>,
-    filled: usize,
-    head: Head,
-    head_parsed: bool,
-    decoder: Option<BodyDecoder>,
-    body: Vec<u8>,
-    body_file: Option<File>,
-    out: Output<C>,
-}
-
-impl<C: AsRef<[u8]>> Work<C> {
-    fn new() -> Self {
-        Work {
-            rbuf: vec![0; READ_BUFFER],
-            filled: 0,
-            head: Head::default(),
-            head_parsed: false,
-            decoder: None,
-            body: Vec::new(),
-            body_file: None,
-            out: Output::new(),
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.filled == 0 && !self.head_parsed && self.out.is_empty()
-    }
-
-    /// Forgets the current request's head and body, keeping any pipelined bytes.
-    fn consume_request(&mut self) {
-        let len = self.head.len.min(self.filled);
-        self.rbuf.copy_within(len..self.filled, 0);
-        self.filled -= len;
-        self.head_parsed = false;
-        self.decoder = None;
-        self.body_file = None;
-        if self.body.capacity() > SPILL_THRESHOLD {
-            self.body = Vec::new();
-        } else {
-            self.body.clear();
-        }
-        self.out.body_bytes = 0;
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Phase {
+/// Where a connection is, each phase with the state only it has.
+enum Phase<S> {
     /// Between requests: nothing of the next one has arrived.
     Idle,
+    /// Part of a head has arrived.
     Head,
-    Body,
-    Writing,
+    /// The head is parsed (in `Work::head`); the body is being read.
+    Body(BodyDecoder),
+    /// The app ran; its response is being written.
+    Writing(Responding<S>),
     /// A refusal is being written; the connection closes after it.
     Refusing,
     /// Refusal written and write side shut: reading what the client still sends.
-    Lingering,
+    Lingering { read: usize },
+    /// The last response is out and the connection is to close. The app's stream is held
+    /// until the connection is dropped, after its socket: the client has the whole answer
+    /// before the app's close() runs.
+    Closing { _held: Option<S> },
 }
 
 #[derive(Clone, Copy)]
@@ -132,7 +96,8 @@ pub(crate) struct Conn<A: App> {
     stream: Stream,
     pub serial: u64,
     peer: Peer,
-    phase: Phase,
+    /// Declared after `stream`: a response held here is released after the socket closes.
+    phase: Phase<A::Stream>,
     pub read_ready: bool,
     pub write_ready: bool,
     /// The poller said the peer closed its side: its FIN may sit behind data already
@@ -147,9 +112,7 @@ pub(crate) struct Conn<A: App> {
     /// A request was answered on this connection (idle means keep-alive, not new).
     served: bool,
     work: Option<Box<Work<A::Chunk>>>,
-    resp: Option<Responding<A::Stream>>,
     session: Option<A::Session>,
-    lingered: usize,
     /// The last step pulled a chunk from the app.
     pulled: bool,
     nagle: Nagle,
@@ -190,9 +153,7 @@ impl<A: App> Conn<A> {
             since: now,
             served: false,
             work: None,
-            resp: None,
             session: None,
-            lingered: 0,
             pulled: false,
             nagle: Nagle::default(),
         }
@@ -204,9 +165,7 @@ impl<A: App> Conn<A> {
 
     /// Nothing in flight: no request bytes, no response.
     pub fn is_idle(&self) -> bool {
-        self.phase == Phase::Idle
-            && self.resp.is_none()
-            && self.work.as_ref().is_none_or(|w| w.is_empty())
+        matches!(self.phase, Phase::Idle) && self.work.as_ref().is_none_or(|w| w.is_empty())
     }
 
     /// Accepted but silent so far: no request has begun on it.
@@ -221,9 +180,9 @@ impl<A: App> Conn<A> {
         let limit = match self.phase {
             Phase::Idle if self.served => t.keep_alive,
             Phase::Idle | Phase::Head => t.header,
-            Phase::Body => t.body,
-            Phase::Writing | Phase::Refusing => t.write,
-            Phase::Lingering => LINGER_TIME,
+            Phase::Body(_) => t.body,
+            Phase::Writing(_) | Phase::Refusing | Phase::Closing { .. } => t.write,
+            Phase::Lingering { .. } => LINGER_TIME,
         };
         self.set_deadline(sh, slot, self.since + limit);
     }
@@ -238,10 +197,15 @@ impl<A: App> Conn<A> {
 
     /// Called when the deadline passed; the connection is closed right after.
     pub fn on_timeout(&mut self, sh: &mut Shared<A::Chunk>) {
-        if matches!(self.phase, Phase::Head | Phase::Body) {
-            // Best effort: one non-blocking write of the answer, then the close.
-            let mut out: Output<A::Chunk> = Output::new();
-            write_refusal(&mut out, 408, "request timed out", &sh.clock.date);
+        if matches!(self.phase, Phase::Head | Phase::Body(_)) {
+            // Best effort: one non-blocking write of the answer, then the close. It goes
+            // after the rest of a `100 Continue` still queued, if any.
+            let mut fresh: Output<A::Chunk> = Output::new();
+            let out = match self.work.as_mut() {
+                Some(work) => &mut work.out,
+                None => &mut fresh,
+            };
+            write_refusal(out, 408, "request timed out", &sh.clock.date);
             let _ = out.write_to(&mut self.stream);
         }
     }
@@ -257,10 +221,11 @@ impl<A: App> Conn<A> {
     pub fn drive(&mut self, app: &mut A, sh: &mut Shared<A::Chunk>, slot: usize) -> Drive {
         for _ in 0..STEP_BUDGET {
             let step = match self.phase {
-                Phase::Writing => self.write_response(app, sh),
+                Phase::Writing(_) => self.write_response(app, sh),
                 Phase::Refusing => self.write_refusal(sh),
-                Phase::Lingering => self.linger(),
-                Phase::Idle | Phase::Head | Phase::Body => self.read_request(app, sh),
+                Phase::Lingering { .. } => self.linger(),
+                Phase::Closing { .. } => Step::Close,
+                Phase::Idle | Phase::Head | Phase::Body(_) => self.read_request(app, sh),
             };
             match step {
                 Step::Continue => {
@@ -274,7 +239,8 @@ impl<A: App> Conn<A> {
                 }
                 Step::Wait => {
                     self.arm(sh, slot);
-                    if self.phase == Phase::Idle && self.work.as_ref().is_some_and(|w| w.is_empty())
+                    if matches!(self.phase, Phase::Idle)
+                        && self.work.as_ref().is_some_and(|w| w.is_empty())
                     {
                         self.release(sh);
                     }
@@ -298,11 +264,11 @@ impl<A: App> Conn<A> {
                 Err(_) => return Step::Close,
             }
         }
-        if !work.head_parsed {
+        if !matches!(self.phase, Phase::Body(_)) {
             if work.filled == 0 {
                 return self.fill(sh);
             }
-            if self.phase == Phase::Idle {
+            if matches!(self.phase, Phase::Idle) {
                 self.phase = Phase::Head;
                 self.since = sh.now;
             }
@@ -313,9 +279,7 @@ impl<A: App> Conn<A> {
                 Ok(false) => return self.fill(sh),
                 Err(e) => return self.refuse(e.status, e.reason, sh),
                 Ok(true) => {
-                    work.head_parsed = true;
-                    work.decoder = Some(BodyDecoder::new(work.head.body, sh.limits.max_body));
-                    self.phase = Phase::Body;
+                    self.phase = Phase::Body(BodyDecoder::new(work.head.body, sh.limits.max_body));
                     let wants_continue = work.head.expect_continue
                         && work.head.body != BodyKind::None
                         && work.head.body != BodyKind::Length(0)
@@ -334,7 +298,7 @@ impl<A: App> Conn<A> {
         let Some(work) = self.work.as_mut() else {
             return Step::Close;
         };
-        let Some(decoder) = work.decoder.as_mut() else {
+        let Phase::Body(decoder) = &mut self.phase else {
             return Step::Close;
         };
         let start = work.head.len;
@@ -379,6 +343,7 @@ impl<A: App> Conn<A> {
 
     /// Reads more request bytes, or says to wait for them.
     fn fill(&mut self, sh: &mut Shared<A::Chunk>) -> Step {
+        let head_parsed = matches!(self.phase, Phase::Body(_));
         let Some(work) = self.work.as_mut() else {
             return Step::Close;
         };
@@ -386,18 +351,14 @@ impl<A: App> Conn<A> {
             return Step::Close;
         }
         if !self.read_ready {
-            if work.filled == 0 && !work.head_parsed {
+            if work.filled == 0 && !head_parsed {
                 self.phase = Phase::Idle;
             }
             return Step::Wait;
         }
-        let spare_wanted = if work.head_parsed {
-            16 * 1024
-        } else {
-            4 * 1024
-        };
+        let spare_wanted = if head_parsed { 16 * 1024 } else { 4 * 1024 };
         if work.rbuf.len() - work.filled < spare_wanted {
-            let cap = if work.head_parsed {
+            let cap = if head_parsed {
                 work.filled + 64 * 1024
             } else {
                 // parse_head refuses heads over the limit, so this bounds the buffer.
@@ -417,7 +378,7 @@ impl<A: App> Conn<A> {
             Ok(0) => {
                 self.eof = true;
                 self.read_ready = false;
-                if work.filled == 0 && !work.head_parsed {
+                if work.filled == 0 && !head_parsed {
                     return Step::Close;
                 }
                 Step::Continue
@@ -434,7 +395,7 @@ impl<A: App> Conn<A> {
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 self.read_ready = false;
-                if work.filled == 0 && !work.head_parsed {
+                if work.filled == 0 && !head_parsed {
                     self.phase = Phase::Idle;
                 }
                 Step::Wait
@@ -446,11 +407,12 @@ impl<A: App> Conn<A> {
 
     /// Queues an error answer; the connection closes once it is written.
     fn refuse(&mut self, status: u16, reason: &str, sh: &mut Shared<A::Chunk>) -> Step {
-        self.resp = None;
         let Some(work) = self.work.as_mut() else {
             return Step::Close;
         };
-        work.out.clear();
+        // Whatever is still queued is the rest of a `100 Continue` (earlier responses are
+        // out before a request is read): it goes first, so the client sees a whole interim
+        // response and then the refusal, never a mixture.
         write_refusal(&mut work.out, status, reason, &sh.clock.date);
         self.phase = Phase::Refusing;
         Step::Continue
@@ -469,20 +431,23 @@ impl<A: App> Conn<A> {
             return Step::Wait;
         }
         self.stream.shutdown_write();
-        self.phase = Phase::Lingering;
+        self.phase = Phase::Lingering { read: 0 };
         self.since = sh.now;
         Step::Continue
     }
 
     fn linger(&mut self) -> Step {
+        let Phase::Lingering { read } = &mut self.phase else {
+            return Step::Close;
+        };
         let mut scratch = [0u8; 4096];
         loop {
-            if self.lingered > LINGER_BYTES {
+            if *read > LINGER_BYTES {
                 return Step::Close;
             }
             match self.stream.read(&mut scratch) {
                 Ok(0) => return Step::Close,
-                Ok(n) => self.lingered += n,
+                Ok(n) => *read += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Wait,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Step::Close,
@@ -495,7 +460,10 @@ impl<A: App> Conn<A> {
         let Some(work) = self.work.as_mut() else {
             return;
         };
-        let body_len = work.decoder.as_ref().map_or(0, |d| d.body_len());
+        let body_len = match &self.phase {
+            Phase::Body(decoder) => decoder.body_len(),
+            _ => 0,
+        };
         if let Some(f) = work.body_file.as_mut() {
             let _ = f.rewind();
         }
@@ -514,7 +482,6 @@ impl<A: App> Conn<A> {
         let result = app.call(session, &request, &mut sh.reply);
         sh.requests_served += 1;
         self.deadline = None;
-        self.phase = Phase::Writing;
         let head = &work.head;
         let is_head = head.method.of(&work.rbuf) == b"HEAD";
         let mut keep_alive = head.keep_alive && !sh.draining;
@@ -529,7 +496,7 @@ impl<A: App> Conn<A> {
                     is_head,
                     &sh.clock.date,
                 );
-                self.resp = Some(Responding {
+                self.phase = Phase::Writing(Responding {
                     stream: None,
                     more: false,
                     file: None,
@@ -553,7 +520,9 @@ impl<A: App> Conn<A> {
         let buf = out.own_buffer();
         buf.extend_from_slice(b"HTTP/1.1 ");
         buf.extend_from_slice(&reply.head);
-        let mut framing = if !http1::status_allows_body(reply.status) {
+        // A HEAD response's framing headers are the app's own or none: the body it
+        // returned for HEAD (often empty) says nothing about the one a GET would get.
+        let mut framing = if is_head || !http1::status_allows_body(reply.status) {
             Framing::NoBody
         } else if let Some(n) = reply.content_length {
             Framing::Length(n)
@@ -584,8 +553,7 @@ impl<A: App> Conn<A> {
         out.commit_own(from);
         let mut more = more;
         let mut file = reply.file.take();
-        if is_head || matches!(framing, Framing::NoBody) {
-            framing = Framing::NoBody;
+        if matches!(framing, Framing::NoBody) {
             reply.chunks.clear();
             more = false;
             file = None;
@@ -601,7 +569,7 @@ impl<A: App> Conn<A> {
         if !more && file.is_none() {
             finish_framing(out, &mut framing, &mut keep_alive);
         }
-        self.resp = Some(Responding {
+        self.phase = Phase::Writing(Responding {
             stream,
             more,
             file,
@@ -613,7 +581,7 @@ impl<A: App> Conn<A> {
 
     fn write_response(&mut self, app: &mut A, sh: &mut Shared<A::Chunk>) -> Step {
         self.nagle.before_write(&self.stream);
-        let (Some(work), Some(resp)) = (self.work.as_mut(), self.resp.as_mut()) else {
+        let (Some(work), Phase::Writing(resp)) = (self.work.as_mut(), &mut self.phase) else {
             return Step::Close;
         };
         let out = &mut work.out;
@@ -712,7 +680,10 @@ impl<A: App> Conn<A> {
     }
 
     fn finish_response(&mut self, sh: &mut Shared<A::Chunk>) -> Step {
-        let (Some(work), Some(resp)) = (self.work.as_mut(), self.resp.take()) else {
+        let Some(work) = self.work.as_mut() else {
+            return Step::Close;
+        };
+        let Phase::Writing(resp) = std::mem::replace(&mut self.phase, Phase::Idle) else {
             return Step::Close;
         };
         if sh.access_log.is_some() {
@@ -720,40 +691,13 @@ impl<A: App> Conn<A> {
         }
         work.consume_request();
         if !resp.keep_alive || sh.draining {
-            // Kept until the connection is dropped: its socket is closed first (the field
-            // comes first), so the client has the whole answer before the app's close()
-            // runs.
-            self.resp = Some(resp);
+            self.phase = Phase::Closing { _held: resp.stream };
             return Step::Close;
         }
-        self.phase = Phase::Idle;
         self.served = true;
         self.since = sh.now;
         Step::Continue
     }
-}
-
-fn recycle<C: AsRef<[u8]>>(mut work: Box<Work<C>>, sh: &mut Shared<C>) {
-    if sh.pool.len() >= POOL_MAX {
-        return;
-    }
-    work.filled = 0;
-    work.head_parsed = false;
-    work.decoder = None;
-    work.body_file = None;
-    work.out.clear();
-    work.out.shrink();
-    if work.rbuf.len() > READ_BUFFER {
-        work.rbuf = vec![0; READ_BUFFER];
-    }
-    if work.body.capacity() > POOLED_BODY_MAX {
-        work.body = Vec::new();
-    }
-    work.body.clear();
-    if work.head.headers.capacity() > 128 {
-        work.head.headers = Vec::new();
-    }
-    sh.pool.push(work);
 }
 
 /// Writes queued bytes until done or the socket is full.
@@ -775,22 +719,6 @@ fn flush<C: AsRef<[u8]>, W: Write>(
             Err(e) => return Err(e),
         }
     }
-    Ok(())
-}
-
-fn store_body(body: &mut Vec<u8>, body_file: &mut Option<File>, data: &[u8]) -> io::Result<()> {
-    if let Some(f) = body_file.as_mut() {
-        return f.write_all(data);
-    }
-    if body.len() + data.len() > SPILL_THRESHOLD {
-        let mut f = tempfile::tempfile()?;
-        f.write_all(body)?;
-        f.write_all(data)?;
-        body.clear();
-        *body_file = Some(f);
-        return Ok(());
-    }
-    body.extend_from_slice(data);
     Ok(())
 }
 
@@ -841,112 +769,4 @@ fn finish_framing<C: AsRef<[u8]>>(
         Framing::Close => *keep_alive = false,
         _ => {}
     }
-}
-
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        400 => "Bad Request",
-        408 => "Request Timeout",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        505 => "HTTP Version Not Supported",
-        _ => "Error",
-    }
-}
-
-fn write_refusal<C: AsRef<[u8]>>(out: &mut Output<C>, status: u16, reason: &str, date: &[u8]) {
-    let mut body = String::with_capacity(64);
-    body.push_str(reason_phrase(status));
-    body.push_str(": ");
-    body.push_str(reason);
-    body.push('\n');
-    write_canned(out, status, &body, false, false, date);
-}
-
-/// A complete plain-text response written by the server itself.
-fn write_canned<C: AsRef<[u8]>>(
-    out: &mut Output<C>,
-    status: u16,
-    body: &str,
-    keep_alive: bool,
-    is_head: bool,
-    date: &[u8],
-) {
-    let from = out.own_buffer().len();
-    let buf = out.own_buffer();
-    buf.extend_from_slice(b"HTTP/1.1 ");
-    buf.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
-    buf.push(b' ');
-    buf.extend_from_slice(reason_phrase(status).as_bytes());
-    buf.extend_from_slice(b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ");
-    buf.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
-    buf.extend_from_slice(b"\r\nDate: ");
-    buf.extend_from_slice(date);
-    if keep_alive {
-        buf.extend_from_slice(b"\r\n\r\n");
-    } else {
-        buf.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
-    }
-    if !is_head {
-        buf.extend_from_slice(body.as_bytes());
-    }
-    out.commit_own(from);
-}
-
-/// One line in combined log format.
-fn log_access<C: AsRef<[u8]>>(sh: &mut Shared<C>, peer: &Peer, work: &Work<C>, status: u16) {
-    let buf = &work.rbuf;
-    let head = &work.head;
-    let header = |name: &[u8]| -> String {
-        head.headers
-            .iter()
-            .find(|h| h.name.of(buf).eq_ignore_ascii_case(name))
-            .map(|h| escape(h.value.of(buf)))
-            .unwrap_or_else(|| "-".to_string())
-    };
-    let version = match head.version {
-        Version::Http10 => "HTTP/1.0",
-        Version::Http11 => "HTTP/1.1",
-    };
-    let bytes = if work.out.body_bytes == 0 {
-        "-".to_string()
-    } else {
-        work.out.body_bytes.to_string()
-    };
-    let line = format!(
-        "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\"\n",
-        match peer {
-            Peer::Tcp(addr) => addr.ip().to_string(),
-            Peer::Unix => "-".to_string(),
-        },
-        sh.clock.log_time,
-        escape(head.method.of(buf)),
-        escape(head.target.of(buf)),
-        version,
-        status,
-        bytes,
-        header(b"referer"),
-        header(b"user-agent"),
-    );
-    if let Some(out) = sh.access_log.as_mut() {
-        let _ = out.write_all(line.as_bytes());
-        sh.log_dirty = true;
-    }
-}
-
-/// Log-safe text: quotes, backslashes and non-printable bytes escaped.
-fn escape(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len());
-    for &b in bytes {
-        match b {
-            b'"' => s.push_str("\\\""),
-            b'\\' => s.push_str("\\\\"),
-            0x20..=0x7e => s.push(b as char),
-            _ => s.push_str(&format!("\\x{b:02x}")),
-        }
-    }
-    s
 }

@@ -109,7 +109,8 @@ pub struct Environ {
     header_keys: Vec<Py<PyString>>,
     bytes_io: Py<PyAny>,
     empty_input: Py<EmptyInput>,
-    open: Py<PyAny>,
+    file_io: Py<PyAny>,
+    buffered_reader: Py<PyAny>,
     root_path: Vec<u8>,
     /// Scratch for percent-decoding and key building.
     scratch: Vec<u8>,
@@ -169,7 +170,8 @@ impl Environ {
             header_keys,
             bytes_io: io.getattr("BytesIO")?.unbind(),
             empty_input: Py::new(py, EmptyInput)?,
-            open: io.getattr("open")?.unbind(),
+            file_io: io.getattr("FileIO")?.unbind(),
+            buffered_reader: io.getattr("BufferedReader")?.unbind(),
             root_path: c.root_path.as_bytes().to_vec(),
             scratch: Vec::with_capacity(256),
         })
@@ -297,14 +299,29 @@ impl Environ {
             RequestBody::Memory([]) => self.empty_input.bind(py).clone().into_any(),
             RequestBody::Memory(data) => self.bytes_io.bind(py).call1((PyBytes::new(py, data),))?,
             RequestBody::File(file, _) => {
-                let fd = file.try_clone().map_err(PyErr::from)?;
-                let raw = std::os::fd::IntoRawFd::into_raw_fd(fd);
-                self.open.bind(py).call1((raw, "rb"))?
+                spooled_input(self.file_io.bind(py), self.buffered_reader.bind(py), file)?
             }
         };
         env.set_item(&self.wsgi_input, input)?;
         Ok(env)
     }
+}
+
+/// `wsgi.input` for a spooled body: a buffered reader of its own over `file`, made by
+/// `file_io` and `buffered_reader` (io.FileIO and io.BufferedReader). The duplicated
+/// descriptor stays ours until FileIO has taken it: if that raises, dropping it closes it
+/// (FileIO never closes a descriptor it was given and refused); once taken, the FileIO
+/// object closes it, also when the BufferedReader around it cannot be made.
+fn spooled_input<'py>(
+    file_io: &Bound<'py, PyAny>,
+    buffered_reader: &Bound<'py, PyAny>,
+    file: &std::fs::File,
+) -> PyResult<Bound<'py, PyAny>> {
+    let fd = std::os::fd::OwnedFd::from(file.try_clone().map_err(PyErr::from)?);
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+    let raw_file = file_io.call1((raw, "rb"))?;
+    let _owned_by_file_io = std::os::fd::IntoRawFd::into_raw_fd(fd);
+    buffered_reader.call1((raw_file,))
 }
 
 /// Strings made once per connection and reused by its requests.
@@ -361,5 +378,56 @@ pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
             Ok(obj) => obj.cast_into_unchecked(),
             Err(_) => PyString::new(py, ""),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::CString;
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+
+    use pyo3::prelude::*;
+
+    use super::spooled_input;
+
+    /// What descriptor `fd` of this process refers to, if it is open.
+    fn identity(fd: i32) -> Option<std::path::PathBuf> {
+        std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()
+    }
+
+    #[test]
+    fn the_spooled_body_descriptor_is_closed_when_wrapping_it_raises() {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(b"body").unwrap();
+        let spooled = identity(file.as_raw_fd());
+        Python::initialize();
+        Python::attach(|py| {
+            let code = CString::new(
+                "seen = []\n\
+                 def refusing(fd, mode):\n    seen.append(fd)\n    raise MemoryError\n",
+            )
+            .unwrap();
+            let module = PyModule::from_code(py, &code, c"refusing.py", c"refusing").unwrap();
+            let refusing = module.getattr("refusing").unwrap();
+            let io = py.import("io").unwrap();
+            let reader = io.getattr("BufferedReader").unwrap();
+            assert!(spooled_input(&refusing, &reader, &file).is_err());
+            let fd: i32 = module
+                .getattr("seen")
+                .unwrap()
+                .get_item(0)
+                .unwrap()
+                .extract()
+                .unwrap();
+            // Closed, or reused since by another test's socket: never the body file.
+            assert_ne!(identity(fd), spooled, "descriptor {fd} left open");
+
+            let file_io = io.getattr("FileIO").unwrap();
+            let input = spooled_input(&file_io, &reader, &file).unwrap();
+            input.call_method1("seek", (0,)).unwrap();
+            let data: Vec<u8> = input.call_method0("read").unwrap().extract().unwrap();
+            assert_eq!(data, b"body");
+        });
     }
 }

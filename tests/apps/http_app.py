@@ -4,6 +4,8 @@ $EVSERVE_TEST_STATE/paths.log so tests can prove a request was (or was never) se
 /echo          the request body, with Content-Length
 /stream?n=N    N chunks "part0".."partN-1" without Content-Length
 /status?code=C status C with a body that must never reach the wire
+/head-empty    11,000 bytes without Content-Length for GET, an empty body for HEAD (as
+               frameworks do)
 anything else  "path=<PATH_INFO>" with Content-Length"""
 
 import os
@@ -33,6 +35,9 @@ def application(environ, start_response):
         code = query["code"][0]
         start_response(f"{code} Whatever", [("Content-Type", "text/plain")])
         return [NEVER]
+    if path == "/head-empty":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [] if environ["REQUEST_METHOD"] == "HEAD" else [b"x" * 11000]
     body = f"path={path}".encode("latin-1")
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]

@@ -93,3 +93,67 @@ def test_smuggling_attempt_never_serves_a_second_request(server, name):
     assert b"path=/smuggled" not in data
     assert data.count(b"HTTP/1.1 ") <= 1, data
     assert "/smuggled" not in server.state_text("paths.log")
+
+
+def refused(server, raw, path):
+    """Sends `raw` (a request for `path`) and a pipelined GET after it; returns the one
+    response, after checking the connection closed and neither request reached the app."""
+    with Conn(server) as c:
+        c.send(raw + SMUGGLED)
+        data, closed = c.read_to_close(time.monotonic() + 3)
+    responses = parse_all(data)
+    assert len(responses) == 1, data
+    assert closed, "the connection must be closed after a refusal"
+    assert responses[0].header("Connection", "").lower() == "close", data
+    served = server.state_text("paths.log").split("\n")
+    assert path not in served and "/smuggled" not in served
+    return responses[0]
+
+
+def test_a_content_length_list_is_refused(server):
+    raw = b"POST /cl-list HTTP/1.1\r\nHost: t\r\nContent-Length: 5, 5\r\n\r\nhello"
+    assert refused(server, raw, "/cl-list").status == 400
+
+
+def test_repeated_content_lengths_that_differ_in_bytes_are_refused(server):
+    raw = (b"POST /cl-05 HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 05\r\n\r\n"
+           b"hello")
+    assert refused(server, raw, "/cl-05").status == 400
+
+
+@pytest.mark.parametrize("name", ["Content-Type", "Authorization", "Range", "If-Modified-Since"])
+def test_a_repeated_singleton_field_is_refused(server, name):
+    path = "/twice-" + name.lower()
+    raw = (f"POST {path} HTTP/1.1\r\nHost: t\r\n{name}: a\r\nContent-Length: 0\r\n"
+           f"{name.lower()}: b\r\n\r\n").encode()
+    assert refused(server, raw, path).status == 400
+
+
+def test_a_request_target_with_raw_utf8_is_refused(server):
+    raw = "GET /caf\u00e9 HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+    assert refused(server, raw, "/caf\u00c3\u00a9").status == 400
+
+
+def test_connect_is_answered_501_without_calling_the_app(server):
+    raw = b"CONNECT h:80 HTTP/1.1\r\nHost: h:80\r\n\r\n"
+    assert refused(server, raw, "h:80").status == 501
+
+
+def test_asterisk_and_absolute_form_targets_still_reach_the_app(server):
+    with Conn(server) as c:
+        c.send(b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n"
+               + b"GET http://t:8080/absolute?x=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        options = c.read_response()
+        absolute = c.read_response()
+    assert (options.status, options.body) == (200, b"path=*")
+    assert (absolute.status, absolute.body) == (200, b"path=/absolute")
+
+
+def test_a_higher_http_1_minor_version_is_served_as_http_1_1(server):
+    with Conn(server) as c:
+        c.send(b"GET /one-two HTTP/1.2\r\nHost: t\r\n\r\n" + get("/after-one-two"))
+        first = c.read_response()
+        second = c.read_response()
+    assert (first.version, first.status, first.body) == ("HTTP/1.1", 200, b"path=/one-two")
+    assert not first.has("Connection"), "HTTP/1.1 rules: the connection stays open"
+    assert second.body == b"path=/after-one-two"

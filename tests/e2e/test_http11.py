@@ -181,3 +181,28 @@ def test_http10_keep_alive_with_unknown_length_closes_after_the_body(server):
         c.send(b"GET /stream?n=2 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
         r = c.read_response()
     assert r.framing == "close" and r.complete and r.body == b"part0part1", r
+
+
+def test_expect_100_continue_with_a_body_over_the_limit_gets_only_the_413(serve):
+    small = serve("http_app:application", "--max-body-size", "100")
+    with Conn(small) as c:
+        c.send(b"POST /over HTTP/1.1\r\nHost: t\r\nContent-Length: 101\r\n"
+               b"Expect: 100-continue\r\n\r\n")
+        data, closed = c.read_to_close(time.monotonic() + 3)
+    (r,) = parse_all(data)
+    assert data.startswith(b"HTTP/1.1 413 "), data
+    assert (r.status, r.interim, r.complete, closed) == (413, [], True, True), data
+
+
+def test_a_body_refused_after_100_continue_gets_a_whole_100_then_a_whole_400(server):
+    with Conn(server) as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+               b"Expect: 100-continue\r\n\r\n")
+        interim = c.read_until(b"\r\n\r\n", time.monotonic() + 3)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        c.send(b"5\r\nhelloXX0\r\n\r\n" + get("/smuggled-after-100"))
+        data, closed = c.read_to_close(time.monotonic() + 3)
+    assert data.startswith(b"HTTP/1.1 400 "), data
+    (r,) = parse_all(data)
+    assert (r.status, r.complete, closed) == (400, True, True), data
+    assert "/smuggled-after-100" not in server.state_text("paths.log")

@@ -256,3 +256,16 @@ def test_request_head_arriving_byte_by_byte_is_parsed(env_server):
 def test_header_values_are_stripped_of_surrounding_whitespace(env_server):
     env = environ_of(env_server, b"GET / HTTP/1.1\r\nHost: t\r\nX-Pad: \t  padded value \t \r\n\r\n")
     assert value(env, "HTTP_X_PAD") == "padded value"
+
+
+def test_identical_content_lengths_reach_the_app_as_one_plain_value(env_server):
+    env = environ_of(
+        env_server,
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+    )
+    assert value(env, "CONTENT_LENGTH") == "5"
+
+
+def test_a_higher_http_1_minor_version_reaches_the_app_as_http_1_1(env_server):
+    env = environ_of(env_server, b"GET / HTTP/1.3\r\nHost: t\r\n\r\n")
+    assert value(env, "SERVER_PROTOCOL") == "HTTP/1.1"
