@@ -33,6 +33,10 @@ const STEP_BUDGET: usize = 64;
 /// After refusing a request, how long and how much to read before closing, so the
 /// client sees the answer instead of a reset.
 const LINGER_TIME: Duration = Duration::from_secs(2);
+/// How long an idle keep-alive connection stays open once the instance drains, so that a
+/// request already on its way is answered (with `Connection: close`) rather than meeting a
+/// closed socket.
+const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(500);
 const LINGER_BYTES: usize = 1 << 20;
 /// Largest piece of a file handed to one sendfile call.
 const SENDFILE_MAX: usize = 1 << 20;
@@ -168,6 +172,17 @@ impl<A: App> Conn<A> {
         matches!(self.phase, Phase::Idle) && self.work.as_ref().is_none_or(|w| w.is_empty())
     }
 
+    /// At the start of a drain: an idle connection is closed after `DRAIN_IDLE_GRACE`
+    /// unless a request arrives first; that request is answered and the connection closed.
+    pub fn begin_drain(&mut self, sh: &mut Shared<A::Chunk>, slot: usize) {
+        if self.is_idle() {
+            let when = sh.now + DRAIN_IDLE_GRACE;
+            if self.deadline.is_none_or(|d| when < d) {
+                self.set_deadline(sh, slot, when);
+            }
+        }
+    }
+
     /// Accepted but silent so far: no request has begun on it.
     pub fn is_fresh(&self) -> bool {
         !self.served && self.is_idle()
@@ -178,6 +193,7 @@ impl<A: App> Conn<A> {
     fn arm(&mut self, sh: &mut Shared<A::Chunk>, slot: usize) {
         let t = &sh.timeouts;
         let limit = match self.phase {
+            Phase::Idle if sh.draining => DRAIN_IDLE_GRACE,
             Phase::Idle if self.served => t.keep_alive,
             Phase::Idle | Phase::Head => t.header,
             Phase::Body(_) => t.body,

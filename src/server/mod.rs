@@ -339,13 +339,8 @@ pub fn run<A: App>(app: &mut A, listener: Listener, settings: Settings) -> io::R
                     if let Some(mut l) = listener.take() {
                         let _ = l.deregister(poll.registry());
                     }
-                    let idle: Vec<usize> = conns
-                        .iter()
-                        .filter(|(_, c)| c.is_idle())
-                        .map(|(k, _)| k)
-                        .collect();
-                    for slot in idle {
-                        close_conn(&mut conns, &mut shared, slot);
+                    for (slot, conn) in conns.iter_mut() {
+                        conn.begin_drain(&mut shared, slot);
                     }
                 }
                 Token(t) => {
