@@ -38,19 +38,6 @@ def test_a_request_on_an_idle_connection_during_a_drain_is_answered(serve):
     assert server.wait_exit(5) == 0, server.stderr()
 
 
-def test_an_idle_connection_is_closed_soon_after_the_drain_begins(serve):
-    server = serve(APP)
-    idle = Conn(server)
-    idle.send(get("/"))
-    assert idle.read_response().body == b"ok"
-    started = time.monotonic()
-    server.signal(signal.SIGTERM)
-    assert idle.closed_within(3)
-    assert server.wait_exit(5) == 0, server.stderr()
-    assert time.monotonic() - started < 2.0
-    idle.close()
-
-
 def test_a_workers_reload_under_keep_alive_load_fails_no_request(launcher_start, tmp_path):
     port = launcher_free_ports(1)[0]
     p = launcher_start("--workers", "2", "--port", port, APPS / "launcher_app.py:app")
