@@ -171,6 +171,10 @@ pub struct ServeArgs {
     /// Launcher: control socket that `evserve status` talks to.
     #[arg(long, value_name = "PATH")]
     pub control_socket: Option<PathBuf>,
+    /// Launcher: import the app once and fork the instances from it, so they share its
+    /// memory; a reload imports the new code in a fresh process.
+    #[arg(long)]
+    pub preload: bool,
 }
 
 /// Parses a size such as `1G`, `10M`, `512k` or `4096` into bytes.
@@ -351,9 +355,10 @@ impl ServeArgs {
             None => None,
         };
         if ports.is_none() && self.workers.is_none() {
-            if self.nginx || self.nginx_conf.is_some() || self.listen.is_some() {
+            if self.nginx || self.nginx_conf.is_some() || self.listen.is_some() || self.preload {
                 return Err(
-                    "--nginx, --nginx-conf and --listen need --port-range or --workers".into(),
+                    "--nginx, --nginx-conf, --listen and --preload need --port-range or --workers"
+                        .into(),
                 );
             }
             return Ok(Mode::Instance(Box::new(instance)));
@@ -380,6 +385,7 @@ impl ServeArgs {
             listen,
             run_nginx: self.nginx,
             control_socket: self.control_socket.clone(),
+            preload: self.preload,
         })))
     }
 }

@@ -142,6 +142,8 @@ pub struct LauncherConfig {
     pub listen: Option<SocketAddr>,
     pub run_nginx: bool,
     pub control_socket: Option<PathBuf>,
+    /// `--preload`: instances are forked from one process that imported the app.
+    pub preload: bool,
 }
 
 pub enum Mode {

@@ -22,12 +22,15 @@ use crate::wsgi;
 /// Set by the launcher in the environment of the instances it starts.
 pub const UNDER_LAUNCHER: &str = "EVSERVE_INSTANCE";
 
+/// Set by the launcher: the instance's number.
+pub const INSTANCE_ID_VAR: &str = "EVSERVE_INSTANCE_ID";
+
 pub fn under_launcher() -> bool {
     std::env::var_os(UNDER_LAUNCHER).is_some_and(|v| v == "1")
 }
 
 /// Where the instance listens, and what to clean up at exit.
-struct Bound {
+struct Listening {
     listener: Listener,
     server_name: String,
     server_port: String,
@@ -65,11 +68,11 @@ fn bind_unix(path: &Path, backlog: u32) -> Result<Socket, String> {
     Ok(socket)
 }
 
-fn describe_tcp(listener: std::net::TcpListener) -> Result<Bound, String> {
+fn describe_tcp(listener: std::net::TcpListener) -> Result<Listening, String> {
     let local = listener
         .local_addr()
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
-    Ok(Bound {
+    Ok(Listening {
         listener: Listener::from_std_tcp(listener).map_err(|e| e.to_string())?,
         server_name: local.ip().to_string(),
         server_port: local.port().to_string(),
@@ -81,13 +84,13 @@ fn describe_tcp(listener: std::net::TcpListener) -> Result<Bound, String> {
 fn describe_unix(
     listener: std::os::unix::net::UnixListener,
     owned: Option<PathBuf>,
-) -> Result<Bound, String> {
+) -> Result<Listening, String> {
     let shown = listener
         .local_addr()
         .ok()
         .and_then(|a| a.as_pathname().map(|p| format!("unix:{}", p.display())))
         .unwrap_or_else(|| "unix:(inherited)".into());
-    Ok(Bound {
+    Ok(Listening {
         listener: Listener::from_std_unix(listener).map_err(|e| e.to_string())?,
         server_name: "localhost".into(),
         server_port: String::new(),
@@ -98,7 +101,7 @@ fn describe_unix(
 
 /// The socket handed over by the launcher (fd 3) and its control channel (fd 4), or
 /// a socket of our own.
-fn listen(config: &InstanceConfig, fds: &mut listenfd::ListenFd) -> Result<Bound, String> {
+fn listen(config: &InstanceConfig, fds: &mut listenfd::ListenFd) -> Result<Listening, String> {
     if fds.len() > 0 {
         // A socket of the wrong kind stays in place, so TCP then Unix can both be tried.
         if let Ok(Some(l)) = fds.take_tcp_listener(0) {
@@ -186,54 +189,79 @@ fn raise_fd_limit() {
     }
 }
 
-pub fn run(config: InstanceConfig) -> i32 {
-    // Stop signals go to a pipe before Python starts, so Python never installs its own
-    // SIGINT handler (which would raise KeyboardInterrupt inside a request).
-    let (signal_read, signal_write) = match UnixStream::pair() {
-        Ok(pair) => pair,
-        Err(e) => {
-            log::fatal(&format!("cannot create the signal pipe: {e}"));
-            return 1;
-        }
-    };
+/// Stop signals go to a pipe, read by the event loop; a watchdog thread ends the process
+/// when the loop cannot (stuck app, second signal). Installed before Python starts, so
+/// Python never installs its own SIGINT handler (which would raise KeyboardInterrupt
+/// inside a request).
+fn install_stop_signals(graceful: Duration) -> Result<UnixStream, String> {
+    let (signal_read, signal_write) =
+        UnixStream::pair().map_err(|e| format!("cannot create the signal pipe: {e}"))?;
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let registered = signal_write
+        signal_write
             .try_clone()
-            .and_then(|w| signal_hook::low_level::pipe::register(signal, w));
-        if let Err(e) = registered {
-            log::fatal(&format!("cannot handle signal {signal}: {e}"));
-            return 1;
-        }
+            .and_then(|w| signal_hook::low_level::pipe::register(signal, w))
+            .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
     }
-    if let Err(e) = start_watchdog(config.timeouts.graceful) {
-        log::fatal(&format!("cannot start the shutdown watchdog: {e}"));
-        return 1;
-    }
-    let mut fds = listenfd::ListenFd::from_env();
+    start_watchdog(graceful).map_err(|e| format!("cannot start the shutdown watchdog: {e}"))?;
+    Ok(signal_read)
+}
+
+/// Working directory and file limit, before Python starts.
+fn prepare_process(config: &InstanceConfig) -> Result<(), String> {
     if under_launcher() {
         // Go down with the launcher, never linger as an orphan.
         let _ =
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
     }
     if let Some(dir) = &config.python.chdir {
-        if let Err(e) = std::env::set_current_dir(dir) {
-            log::fatal(&format!("--chdir {}: {e}", dir.display()));
-            return 1;
-        }
+        std::env::set_current_dir(dir).map_err(|e| format!("--chdir {}: {e}", dir.display()))?;
     }
     raise_fd_limit();
-    let access_log = match open_access_log(&config.access_log) {
-        Ok(log) => log,
-        Err(e) => {
-            log::fatal(&e);
+    Ok(())
+}
+
+pub fn run(config: InstanceConfig) -> i32 {
+    if crate::preload::is_preloader() {
+        return run_preloader(config);
+    }
+    let prepared = install_stop_signals(config.timeouts.graceful).and_then(|signals| {
+        prepare_process(&config)?;
+        Ok((signals, open_access_log(&config.access_log)?))
+    });
+    let (signal_read, access_log) = match prepared {
+        Ok(p) => p,
+        Err(message) => {
+            log::fatal(&message);
             return 1;
         }
     };
+    let mut fds = listenfd::ListenFd::from_env();
     if let Err(message) = wsgi::interpreter::start(&config.python) {
         log::fatal(&message);
         return 2;
     }
-    let code = Python::attach(|py| serve(py, &config, &mut fds, access_log, signal_read));
+    let code = Python::attach(|py| {
+        let app = match wsgi::load_app(py, &config.app) {
+            Ok(app) => app,
+            Err(message) => {
+                log::fatal(&message);
+                return 2;
+            }
+        };
+        let sockets = match listen(&config, &mut fds) {
+            Ok(bound) => (bound, take_control(&mut fds)),
+            Err(message) => {
+                log::fatal(&message);
+                return 1;
+            }
+        };
+        serve(py, &config, app, sockets, access_log, signal_read)
+    });
+    finish(code)
+}
+
+/// Tears Python down (atexit handlers run) and returns the exit code.
+fn finish(code: i32) -> i32 {
     let finalized = wsgi::interpreter::finalize();
     if code == 0 && finalized != 0 {
         log::warn("Python reported an error while shutting down");
@@ -241,34 +269,120 @@ pub fn run(config: InstanceConfig) -> i32 {
     code
 }
 
-fn serve(
-    py: Python<'_>,
-    config: &InstanceConfig,
-    fds: &mut listenfd::ListenFd,
-    access_log: Option<Box<dyn Write>>,
-    signals: UnixStream,
-) -> i32 {
-    let app = match wsgi::load_app(py, &config.app) {
-        Ok(app) => app,
-        Err(message) => {
-            log::fatal(&message);
-            return 2;
+fn take_control(fds: &mut listenfd::ListenFd) -> Option<UnixDatagram> {
+    match fds.take_unix_datagram(1) {
+        Ok(Some(sock)) => {
+            let _ = sock.set_nonblocking(true);
+            Some(sock)
+        }
+        _ => None,
+    }
+}
+
+/// The `--preload` process: imports the app once, freezes it, and forks instances for the
+/// launcher (see `preload`). It holds no thread and no signal handler of its own, so each
+/// forked instance starts clean and installs its own.
+fn run_preloader(config: InstanceConfig) -> i32 {
+    if let Err(message) = prepare_process(&config) {
+        log::fatal(&message);
+        return 1;
+    }
+    let mut fds = listenfd::ListenFd::from_env();
+    let socket = match fds.take_unix_datagram(0) {
+        Ok(Some(s)) => s,
+        _ => {
+            log::fatal("the preloader was started without its socket (fd 3)");
+            return 1;
         }
     };
-    let bound = match listen(config, fds) {
+    if let Err(message) = wsgi::interpreter::start(&config.python) {
+        log::fatal(&message);
+        return 2;
+    }
+    let code = Python::attach(|py| {
+        let app = match wsgi::load_app(py, &config.app) {
+            Ok(app) => app,
+            Err(message) => {
+                log::fatal(&message);
+                return 2;
+            }
+        };
+        if let Err(message) = wsgi::fork::freeze(py) {
+            log::fatal(&message);
+            return 1;
+        }
+        match crate::preload::serve_fork_requests(py, socket) {
+            crate::preload::Outcome::Exit(code) => code,
+            crate::preload::Outcome::Instance(forked) => serve_forked(py, &config, app, forked),
+        }
+    });
+    finish(code)
+}
+
+/// A forked instance: waits to be adopted by the launcher, then serves like any instance.
+fn serve_forked(
+    py: Python<'_>,
+    config: &InstanceConfig,
+    app: Bound<'_, PyAny>,
+    forked: crate::preload::Forked,
+) -> i32 {
+    std::env::set_var(INSTANCE_ID_VAR, forked.slot.to_string());
+    let launcher = std::env::var(crate::preload::LAUNCHER_PID_VAR)
+        .ok()
+        .and_then(|p| p.parse().ok());
+    if !crate::preload::wait_for_adoption(launcher) {
+        log::fatal("the launcher is gone");
+        return 1;
+    }
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
+    let prepared = install_stop_signals(config.timeouts.graceful)
+        .and_then(|signals| Ok((signals, open_access_log(&config.access_log)?)));
+    let (signal_read, access_log) = match prepared {
+        Ok(p) => p,
+        Err(message) => {
+            log::fatal(&message);
+            return 1;
+        }
+    };
+    let control = UnixDatagram::from(forked.control);
+    let _ = control.set_nonblocking(true);
+    let bound = match describe_inherited(forked.listener) {
         Ok(b) => b,
         Err(message) => {
             log::fatal(&message);
             return 1;
         }
     };
-    let control: Option<UnixDatagram> = match fds.take_unix_datagram(1) {
-        Ok(Some(sock)) => {
-            let _ = sock.set_nonblocking(true);
-            Some(sock)
-        }
-        _ => None,
-    };
+    serve(
+        py,
+        config,
+        app,
+        (bound, Some(control)),
+        access_log,
+        signal_read,
+    )
+}
+
+/// A listening socket handed over as an fd, TCP or Unix.
+fn describe_inherited(fd: std::os::fd::OwnedFd) -> Result<Listening, String> {
+    let socket = Socket::from(fd);
+    match socket.domain() {
+        Ok(d) if d == Domain::UNIX => describe_unix(socket.into(), None),
+        Ok(_) => describe_tcp(socket.into()),
+        Err(e) => Err(format!(
+            "the inherited socket is not a listening socket: {e}"
+        )),
+    }
+}
+
+fn serve(
+    py: Python<'_>,
+    config: &InstanceConfig,
+    app: Bound<'_, PyAny>,
+    (bound, control): (Listening, Option<UnixDatagram>),
+    access_log: Option<Box<dyn Write>>,
+    signals: UnixStream,
+) -> i32 {
     let site = wsgi::Site {
         root_path: &config.root_path,
         server_name: &bound.server_name,

@@ -10,6 +10,7 @@ pub mod http1;
 pub mod instance;
 pub mod log;
 pub mod nginx;
+pub mod preload;
 pub mod server;
 pub mod supervisor;
 pub mod wsgi;

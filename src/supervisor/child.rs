@@ -60,7 +60,9 @@ pub struct Instance {
     /// The slot (instance number) it serves.
     pub slot: usize,
     pub role: Role,
-    pub child: Child,
+    /// The process as started by the launcher; `None` for an instance forked by the
+    /// preloader, which the launcher adopted (it is reaped by pid).
+    child: Option<Child>,
     pub pid: u32,
     control: UnixDatagram,
     pub started: Instant,
@@ -86,18 +88,10 @@ impl Recipe {
     pub fn spawn(&self, slot: usize, role: Role, listen: OwnedFd) -> io::Result<Instance> {
         let (ours, theirs) = UnixDatagram::pair()?;
         ours.set_nonblocking(true)?;
-        let mut cmd = Command::new(&self.exe);
-        cmd.args(&self.args)
-            .env("EVSERVE_INSTANCE", "1")
-            // fd 3: the listening socket; fd 4: the control socket (both systemd-style).
-            .env("LISTEN_FDS", "2")
-            .env_remove("LISTEN_PID")
-            .env_remove("LISTEN_FDNAMES")
-            .env("EVSERVE_INSTANCE_ID", slot.to_string())
-            .stdin(Stdio::null())
-            // Its own process group: a terminal's Ctrl-C reaches the launcher only, which
-            // then stops each instance exactly once.
-            .process_group(0);
+        let mut cmd = self.command();
+        // fd 3: the listening socket; fd 4: the control socket (both systemd-style).
+        cmd.env("LISTEN_FDS", "2")
+            .env(crate::instance::INSTANCE_ID_VAR, slot.to_string());
         cmd.fd_mappings(vec![
             FdMapping {
                 parent_fd: listen,
@@ -112,13 +106,40 @@ impl Recipe {
         let child = cmd.spawn()?;
         // `cmd` owns the child's ends; dropping it closes them here.
         drop(cmd);
+        Ok(Instance::new(slot, role, child.id(), Some(child), ours))
+    }
+
+    /// The command that runs this evserve again, as an instance (`EVSERVE_INSTANCE=1`) in
+    /// its own process group, with nothing on stdin.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.exe);
+        cmd.args(&self.args)
+            .env(crate::instance::UNDER_LAUNCHER, "1")
+            .env_remove("LISTEN_PID")
+            .env_remove("LISTEN_FDNAMES")
+            .stdin(Stdio::null())
+            // Its own process group: a terminal's Ctrl-C reaches the launcher only, which
+            // then stops each instance exactly once.
+            .process_group(0);
+        cmd
+    }
+}
+
+impl Instance {
+    pub fn new(
+        slot: usize,
+        role: Role,
+        pid: u32,
+        child: Option<Child>,
+        control: UnixDatagram,
+    ) -> Instance {
         let now = Instant::now();
-        Ok(Instance {
+        Instance {
             slot,
             role,
-            pid: child.id(),
+            pid,
             child,
-            control: ours,
+            control,
             started: now,
             last_heard: now,
             ready: false,
@@ -126,11 +147,9 @@ impl Recipe {
             connections: 0,
             hung: false,
             killed: false,
-        })
+        }
     }
-}
 
-impl Instance {
     pub fn control_fd(&self) -> RawFd {
         self.control.as_raw_fd()
     }
@@ -200,7 +219,21 @@ impl Instance {
 
     /// The exit status, once the process has exited (reaps it).
     pub fn try_exit(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
+        match &mut self.child {
+            Some(child) => child.try_wait().ok().flatten(),
+            None => reap_adopted(self.pid),
+        }
+    }
+}
+
+/// The status of an adopted process that has exited. Before the middle process of the
+/// preloader's double fork is gone, the instance is not yet the launcher's child: that
+/// reads as still running.
+fn reap_adopted(pid: u32) -> Option<ExitStatus> {
+    let pid = Pid::from_raw(i32::try_from(pid).ok()?)?;
+    match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG) {
+        Ok(Some((_, status))) => Some(ExitStatus::from_raw(status.as_raw())),
+        _ => None,
     }
 }
 

@@ -11,6 +11,7 @@ mod child;
 mod control;
 mod listeners;
 mod nginx_proc;
+mod preloader;
 mod signals;
 
 use std::collections::VecDeque;
@@ -28,6 +29,7 @@ use child::{describe_exit, Instance, Recipe, Role};
 use control::ControlServer;
 use listeners::Listener;
 use nginx_proc::NginxProc;
+use preloader::Preloader;
 use signals::{Request, Signals};
 
 /// Longest the loop sleeps: timers (heartbeats, drains, nginx) are checked at least this often.
@@ -120,6 +122,10 @@ struct Launcher {
     phase: Phase,
     reload: Reload,
     nginx: Option<NginxProc>,
+    /// `--preload`: the process the instances are forked from.
+    preloader: Option<Preloader>,
+    /// Preloaders replaced by a reload, until they have exited.
+    retired_preloaders: Vec<Preloader>,
     /// Set once the "ready" line was printed.
     announced: bool,
     started: Instant,
@@ -183,6 +189,8 @@ impl Launcher {
             phase: Phase::Starting,
             reload: Reload::default(),
             nginx,
+            preloader: None,
+            retired_preloaders: Vec::new(),
             announced: false,
             started: Instant::now(),
         };
@@ -203,6 +211,18 @@ impl Launcher {
             launcher.where_text(),
             launcher.control.path.display()
         ));
+        if launcher.config.preload {
+            // Forked instances are adopted by the launcher when the preloader's middle
+            // process exits, so it reaps and supervises them like any other.
+            rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+                .map_err(|e| (1, format!("--preload: cannot adopt forked instances: {e}")))?;
+            let preloader = Preloader::start(&launcher.recipe, launcher.config.timeout)?;
+            log::info(&format!(
+                "preloader (pid {}) imported {}; instances are forked from it",
+                preloader.pid, launcher.config.instance.app.text
+            ));
+            launcher.preloader = Some(preloader);
+        }
         for slot in 0..launcher.slots.len() {
             launcher.spawn(slot, Role::Serving);
         }
@@ -311,6 +331,9 @@ impl Launcher {
         for inst in &mut self.instances {
             inst.retire(now);
         }
+        if let Some(preloader) = &mut self.preloader {
+            preloader.stop();
+        }
         if let Some(nginx) = &mut self.nginx {
             nginx.stop_gracefully();
         }
@@ -336,7 +359,12 @@ impl Launcher {
             }
             None => return,
         };
-        match self.recipe.spawn(slot, role, fd) {
+        let started = if self.config.preload {
+            self.fork_instance(slot, role, fd)
+        } else {
+            self.recipe.spawn(slot, role, fd)
+        };
+        match started {
             Ok(inst) => {
                 if let Err(e) = self.watch(inst.control_fd()) {
                     log::warn(&format!("instance {slot}: control socket not watched: {e}"));
@@ -352,6 +380,69 @@ impl Launcher {
                 log::error(&format!("instance {slot}: cannot start a process: {e}"));
                 self.count_failure(slot, &format!("could not be started ({e})"));
             }
+        }
+    }
+
+    /// `--preload`: the instance forked by the preloader, which is started again first if it
+    /// has gone.
+    fn fork_instance(
+        &mut self,
+        slot: usize,
+        role: Role,
+        fd: std::os::fd::OwnedFd,
+    ) -> std::io::Result<Instance> {
+        if self.preloader.is_none() {
+            let preloader = Preloader::start(&self.recipe, self.config.timeout)
+                .map_err(|(_, message)| std::io::Error::other(message))?;
+            log::info(&format!("preloader started again (pid {})", preloader.pid));
+            self.preloader = Some(preloader);
+        }
+        match &mut self.preloader {
+            Some(preloader) => preloader.fork(slot, role, fd),
+            None => Err(std::io::Error::other("no preloader")),
+        }
+    }
+
+    /// `--preload` reload: a new preloader imports the new code; the old one is retired
+    /// once it is replaced. False when the new code does not import (nothing changes).
+    fn replace_preloader(&mut self) -> bool {
+        match Preloader::start(&self.recipe, self.config.timeout) {
+            Ok(new) => {
+                log::info(&format!(
+                    "reload: preloader (pid {}) imported the app again",
+                    new.pid
+                ));
+                if let Some(mut old) = self.preloader.replace(new) {
+                    old.stop();
+                    self.retired_preloaders.push(old);
+                }
+                true
+            }
+            Err((_, message)) => {
+                log::error(&format!(
+                    "reload not done: {message}; the running instances keep serving"
+                ));
+                false
+            }
+        }
+    }
+
+    /// Reaps preloaders that have exited; an unexpected exit is replaced when next needed.
+    fn reap_preloaders(&mut self) {
+        self.retired_preloaders
+            .retain_mut(|p| p.try_exit().is_none());
+        let Some(preloader) = &mut self.preloader else {
+            return;
+        };
+        if let Some(status) = preloader.try_exit() {
+            if !preloader.stopped() {
+                log::warn(&format!(
+                    "preloader (pid {}) {}; a new one is started when an instance is needed",
+                    preloader.pid,
+                    describe_exit(status)
+                ));
+            }
+            self.preloader = None;
         }
     }
 
@@ -387,6 +478,7 @@ impl Launcher {
                 None => i += 1,
             }
         }
+        self.reap_preloaders();
         if let Some(nginx) = &mut self.nginx {
             if let Some(message) = nginx.reap(matches!(self.phase, Phase::Stopping { .. })) {
                 if self.phase == Phase::Starting || !self.announced {
@@ -685,6 +777,9 @@ impl Launcher {
     }
 
     fn queue_reload(&mut self) {
+        if self.config.preload && !self.replace_preloader() {
+            return;
+        }
         let mut retried = 0;
         for slot in &mut self.slots {
             if slot.given_up {

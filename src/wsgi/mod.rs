@@ -6,6 +6,7 @@
 //! `SAFETY:` comment.
 
 mod environ;
+pub mod fork;
 pub mod interpreter;
 mod response;
 

@@ -1,0 +1,187 @@
+//! The launcher's side of `--preload`: starts the preloader process (the app imported once,
+//! then frozen), asks it to fork each instance, and retires it after a reload has moved
+//! every instance to a newer one.
+//!
+//! Waits are bounded: the import by `--timeout`, a fork answer by `FORK_ANSWER_WAIT`.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixDatagram;
+use std::process::{Child, ExitStatus};
+use std::time::{Duration, Instant};
+
+use command_fds::{CommandFdExt, FdMapping};
+use rustix::process::Signal;
+
+use super::child::{describe_exit, Instance, Recipe, Role};
+use crate::preload;
+
+/// How long the preloader has to answer one fork request.
+const FORK_ANSWER_WAIT: Duration = Duration::from_secs(5);
+/// How often the launcher looks at a starting preloader.
+const START_POLL: Duration = Duration::from_millis(50);
+/// The app could not be imported (the instance's exit code for it).
+const EXIT_IMPORT_ERROR: i32 = 2;
+
+fn is_wait_over(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+pub struct Preloader {
+    child: Child,
+    pub pid: u32,
+    socket: UnixDatagram,
+    stopped: bool,
+}
+
+impl Preloader {
+    /// Starts a preloader and waits until it has imported the app. On failure the exit code
+    /// the launcher should give (2 when the app fails to import) and the one-line reason.
+    pub fn start(recipe: &Recipe, wait: Duration) -> Result<Preloader, (i32, String)> {
+        let (ours, theirs) =
+            UnixDatagram::pair().map_err(|e| (1, format!("cannot create a socket: {e}")))?;
+        let mut cmd = recipe.command();
+        cmd.env(preload::ROLE_VAR, preload::ROLE_PRELOADER)
+            .env(preload::LAUNCHER_PID_VAR, std::process::id().to_string())
+            .env("LISTEN_FDS", "1");
+        cmd.fd_mappings(vec![FdMapping {
+            parent_fd: theirs.into(),
+            child_fd: 3,
+        }])
+        .map_err(|e| (1, format!("cannot pass the preloader its socket: {e}")))?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| (1, format!("cannot start the preloader: {e}")))?;
+        drop(cmd);
+        let mut preloader = Preloader {
+            pid: child.id(),
+            child,
+            socket: ours,
+            stopped: false,
+        };
+        match preloader.wait_ready(wait) {
+            Ok(()) => Ok(preloader),
+            Err(e) => {
+                preloader.kill();
+                Err(e)
+            }
+        }
+    }
+
+    fn wait_ready(&mut self, wait: Duration) -> Result<(), (i32, String)> {
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            let poll_until = (Instant::now() + START_POLL).min(deadline);
+            match self.receive(poll_until) {
+                Ok(answer) if answer == "ready" => return Ok(()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+                Err(e) => return Err((1, format!("preloader socket: {e}"))),
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(match status.code() {
+                    Some(EXIT_IMPORT_ERROR) => (
+                        EXIT_IMPORT_ERROR,
+                        "the app failed to import in the preloader (traceback above)".into(),
+                    ),
+                    _ => (1, format!("the preloader {}", describe_exit(status))),
+                });
+            }
+        }
+        Err((
+            1,
+            format!(
+                "the preloader did not import the app within --timeout {}s",
+                wait.as_secs()
+            ),
+        ))
+    }
+
+    /// Asks the preloader to fork the instance of `slot`, serving on `listen`.
+    pub fn fork(&mut self, slot: usize, role: Role, listen: OwnedFd) -> io::Result<Instance> {
+        self.discard_stale_answers();
+        let (ours, theirs) = UnixDatagram::pair()?;
+        ours.set_nonblocking(true)?;
+        preload::send(
+            &self.socket,
+            &preload::fork_request(slot),
+            &[listen.as_fd(), theirs.as_fd()],
+        )?;
+        drop((listen, theirs));
+        let answer = self.receive(Instant::now() + FORK_ANSWER_WAIT)?;
+        let pid = preload::parse_fork_reply(&answer).map_err(io::Error::other)?;
+        Ok(Instance::new(slot, role, pid, None, ours))
+    }
+
+    /// The next message from the preloader, waiting until `deadline` (signals do not cut
+    /// the wait short).
+    fn receive(&self, deadline: Instant) -> io::Result<String> {
+        let mut buf = [0u8; 512];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the preloader did not answer",
+                ));
+            }
+            self.socket.set_read_timeout(Some(left.min(START_POLL)))?;
+            match self.socket.recv(&mut buf) {
+                Ok(n) => return Ok(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                Err(e) if is_wait_over(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Answers left over from a request that timed out: the instance forked for it is
+    /// nobody's, so it is stopped.
+    fn discard_stale_answers(&self) {
+        let mut buf = [0u8; 512];
+        let _ = self.socket.set_nonblocking(true);
+        for _ in 0..16 {
+            let Ok(n) = self.socket.recv(&mut buf) else {
+                break;
+            };
+            if let Ok(pid) = preload::parse_fork_reply(&String::from_utf8_lossy(&buf[..n])) {
+                if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                    let _ = rustix::process::kill_process(pid, Signal::TERM);
+                }
+            }
+        }
+        let _ = self.socket.set_nonblocking(false);
+    }
+
+    /// SIGTERM: it forks nothing more and exits; instances it forked keep running.
+    pub fn stop(&mut self) {
+        if !self.stopped {
+            self.stopped = true;
+            self.signal(Signal::TERM);
+        }
+    }
+
+    fn kill(&mut self) {
+        self.stopped = true;
+        self.signal(Signal::KILL);
+        let _ = self.child.wait();
+    }
+
+    fn signal(&self, signal: Signal) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) {
+            let _ = rustix::process::kill_process(pid, signal);
+        }
+    }
+
+    /// Whether it was told to stop.
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// The exit status once it has exited (reaps it).
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
