@@ -241,12 +241,9 @@ pub fn run(config: InstanceConfig) -> i32 {
         return 2;
     }
     let code = Python::attach(|py| {
-        let app = match wsgi::load_app(py, &config.app) {
+        let app = match load(py, &config) {
             Ok(app) => app,
-            Err(message) => {
-                log::fatal(&message);
-                return 2;
-            }
+            Err(code) => return code,
         };
         let sockets = match listen(&config, &mut fds) {
             Ok(bound) => (bound, take_control(&mut fds)),
@@ -258,6 +255,14 @@ pub fn run(config: InstanceConfig) -> i32 {
         serve(py, &config, app, sockets, access_log, signal_read)
     });
     finish(code)
+}
+
+/// The app, or the exit code after saying why it cannot be loaded.
+fn load<'py>(py: Python<'py>, config: &InstanceConfig) -> Result<Bound<'py, PyAny>, i32> {
+    wsgi::load_app(py, &config.app).map_err(|message| {
+        log::fatal(&message);
+        2
+    })
 }
 
 /// Tears Python down (atexit handlers run) and returns the exit code.
@@ -300,12 +305,9 @@ fn run_preloader(config: InstanceConfig) -> i32 {
         return 2;
     }
     let code = Python::attach(|py| {
-        let app = match wsgi::load_app(py, &config.app) {
+        let app = match load(py, &config) {
             Ok(app) => app,
-            Err(message) => {
-                log::fatal(&message);
-                return 2;
-            }
+            Err(code) => return code,
         };
         if let Err(message) = wsgi::fork::freeze(py) {
             log::fatal(&message);
