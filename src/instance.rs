@@ -1,30 +1,24 @@
 //! One instance: stop signals, Python, the app, the listening socket, the event loop,
 //! in that order, and the clean exit after it.
 //!
-//! Glue only: it must never parse HTTP or call the app itself. Exit codes: 0 after a
-//! graceful stop, 2 when the app (or its virtualenv) cannot be loaded, 1 for other
-//! start-up failures such as a port in use.
+//! Glue only: it must never parse HTTP or call the app itself. Its exit codes are
+//! `contract::ExitCode`: graceful stop, app not loadable, other failures.
 
 use std::io::{self, Write};
 use std::os::unix::net::{UnixDatagram, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use signal_hook::iterator::Signals;
-use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::config::{BindAddr, InstanceConfig};
+use crate::contract::{self, ExitCode, Message};
 use crate::log;
 use crate::server::{self, Listener};
 use crate::wsgi;
 
-/// Set by the launcher in the environment of the instances it starts.
-pub const UNDER_LAUNCHER: &str = "EVSERVE_INSTANCE";
-
-pub fn under_launcher() -> bool {
-    std::env::var_os(UNDER_LAUNCHER).is_some_and(|v| v == "1")
-}
+pub use crate::contract::under_launcher;
 
 /// Where the instance listens, and what to clean up at exit.
 struct Bound {
@@ -33,36 +27,6 @@ struct Bound {
     server_port: String,
     shown: String,
     unix_path: Option<PathBuf>,
-}
-
-fn bind_tcp(addr: std::net::SocketAddr, backlog: u32) -> io::Result<Socket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
-    Ok(socket)
-}
-
-fn bind_unix(path: &Path, backlog: u32) -> Result<Socket, String> {
-    if path.exists() {
-        // A live server answers; a stale socket file from a crash does not.
-        if UnixStream::connect(path).is_ok() {
-            return Err(format!(
-                "cannot listen on unix:{}: another server is listening there",
-                path.display()
-            ));
-        }
-        std::fs::remove_file(path)
-            .map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
-    }
-    let fail = |e: io::Error| format!("cannot listen on unix:{}: {e}", path.display());
-    let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(fail)?;
-    let addr = SockAddr::unix(path).map_err(fail)?;
-    socket.bind(&addr).map_err(fail)?;
-    socket
-        .listen(backlog.min(i32::MAX as u32) as i32)
-        .map_err(fail)?;
-    Ok(socket)
 }
 
 fn describe_tcp(listener: std::net::TcpListener) -> Result<Bound, String> {
@@ -96,6 +60,28 @@ fn describe_unix(
     })
 }
 
+/// `evserve: instance 2 hello:application :8003` under the launcher, else
+/// `evserve: instance hello:application http://127.0.0.1:8000`.
+fn set_title(app: &str, bound: &Bound) {
+    match contract::instance_id() {
+        Some(id) if under_launcher() => {
+            let place = if bound.server_port.is_empty() {
+                bound.shown.clone()
+            } else {
+                format!(":{}", bound.server_port)
+            };
+            crate::proctitle::set(
+                &format!("evserve: instance {id} {app} {place}"),
+                &format!("evserve-inst-{id}"),
+            );
+        }
+        _ => crate::proctitle::set(
+            &format!("evserve: instance {app} {}", bound.shown),
+            "evserve-inst",
+        ),
+    }
+}
+
 /// The socket handed over by the launcher (fd 3) and its control channel (fd 4), or
 /// a socket of our own.
 fn listen(config: &InstanceConfig, fds: &mut listenfd::ListenFd) -> Result<Bound, String> {
@@ -110,16 +96,10 @@ fn listen(config: &InstanceConfig, fds: &mut listenfd::ListenFd) -> Result<Bound
             Err(e) => Err(format!("the inherited fd 3 is not a listening socket: {e}")),
         };
     }
+    let socket = crate::listen::bind(&config.bind, config.backlog)?;
     match &config.bind {
-        BindAddr::Tcp(addr) => {
-            let socket = bind_tcp(*addr, config.backlog)
-                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-            describe_tcp(socket.into())
-        }
-        BindAddr::Unix(path) => {
-            let socket = bind_unix(path, config.backlog)?;
-            describe_unix(socket.into(), Some(path.clone()))
-        }
+        BindAddr::Tcp(_) => describe_tcp(socket.into()),
+        BindAddr::Unix(path) => describe_unix(socket.into(), Some(path.clone())),
     }
 }
 
@@ -142,10 +122,13 @@ fn open_access_log(target: &Option<String>) -> Result<Option<Box<dyn Write>>, St
 const WATCHDOG_MARGIN: Duration = Duration::from_secs(1);
 /// After a second stop signal, how long the event loop gets to exit by itself.
 const SECOND_SIGNAL_GRACE: Duration = Duration::from_millis(500);
+/// How often the watchdog looks for a second signal and the deadline.
+const WATCHDOG_CHECK: Duration = Duration::from_millis(20);
 
 /// The event loop cannot see a stop signal while the app is stuck inside a request. This
 /// thread (it never touches Python) ends the process when the loop could not: at the
-/// graceful timeout, or soon after a second signal.
+/// graceful timeout, or soon after a second signal. Signals that arrive together (SIGTERM
+/// and SIGINT at once, or one signal delivered twice) are one stop, as in the event loop.
 fn start_watchdog(graceful: Duration) -> io::Result<()> {
     let mut signals = Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
     std::thread::Builder::new()
@@ -154,18 +137,24 @@ fn start_watchdog(graceful: Duration) -> io::Result<()> {
             if signals.forever().next().is_none() {
                 return;
             }
-            let deadline = Instant::now() + graceful + WATCHDOG_MARGIN;
+            let first = Instant::now();
+            let deadline = first + graceful + WATCHDOG_MARGIN;
+            let mut checked = first;
             loop {
-                if signals.pending().next().is_some() {
+                // A signal seen now arrived after the previous check: one that may have
+                // arrived within `SAME_STOP_WITHIN` of the first is part of the same stop.
+                let arrived = signals.pending().count() > 0;
+                if arrived && checked.duration_since(first) >= server::SAME_STOP_WITHIN {
                     std::thread::sleep(SECOND_SIGNAL_GRACE);
                     log::warn("second stop signal while a request is still running: exiting now");
-                    std::process::exit(1);
+                    std::process::exit(ExitCode::Failure.code());
                 }
-                if Instant::now() >= deadline {
+                checked = Instant::now();
+                if checked >= deadline {
                     log::warn("graceful timeout passed with a request still running: exiting now");
-                    std::process::exit(1);
+                    std::process::exit(ExitCode::Failure.code());
                 }
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(WATCHDOG_CHECK);
             }
         })?;
     Ok(())
@@ -187,13 +176,15 @@ fn raise_fd_limit() {
 }
 
 pub fn run(config: InstanceConfig) -> i32 {
+    // While the process has one thread (see `proctitle::prepare`).
+    crate::proctitle::prepare();
     // Stop signals go to a pipe before Python starts, so Python never installs its own
     // SIGINT handler (which would raise KeyboardInterrupt inside a request).
     let (signal_read, signal_write) = match UnixStream::pair() {
         Ok(pair) => pair,
         Err(e) => {
             log::fatal(&format!("cannot create the signal pipe: {e}"));
-            return 1;
+            return ExitCode::Failure.code();
         }
     };
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -202,12 +193,12 @@ pub fn run(config: InstanceConfig) -> i32 {
             .and_then(|w| signal_hook::low_level::pipe::register(signal, w));
         if let Err(e) = registered {
             log::fatal(&format!("cannot handle signal {signal}: {e}"));
-            return 1;
+            return ExitCode::Failure.code();
         }
     }
     if let Err(e) = start_watchdog(config.timeouts.graceful) {
         log::fatal(&format!("cannot start the shutdown watchdog: {e}"));
-        return 1;
+        return ExitCode::Failure.code();
     }
     let mut fds = listenfd::ListenFd::from_env();
     if under_launcher() {
@@ -218,7 +209,7 @@ pub fn run(config: InstanceConfig) -> i32 {
     if let Some(dir) = &config.python.chdir {
         if let Err(e) = std::env::set_current_dir(dir) {
             log::fatal(&format!("--chdir {}: {e}", dir.display()));
-            return 1;
+            return ExitCode::Failure.code();
         }
     }
     raise_fd_limit();
@@ -226,12 +217,12 @@ pub fn run(config: InstanceConfig) -> i32 {
         Ok(log) => log,
         Err(e) => {
             log::fatal(&e);
-            return 1;
+            return ExitCode::Failure.code();
         }
     };
     if let Err(message) = wsgi::interpreter::start(&config.python) {
         log::fatal(&message);
-        return 2;
+        return ExitCode::AppLoadFailure.code();
     }
     let code = Python::attach(|py| serve(py, &config, &mut fds, access_log, signal_read));
     let finalized = wsgi::interpreter::finalize();
@@ -252,17 +243,17 @@ fn serve(
         Ok(app) => app,
         Err(message) => {
             log::fatal(&message);
-            return 2;
+            return ExitCode::AppLoadFailure.code();
         }
     };
     let bound = match listen(config, fds) {
         Ok(b) => b,
         Err(message) => {
             log::fatal(&message);
-            return 1;
+            return ExitCode::Failure.code();
         }
     };
-    let control: Option<UnixDatagram> = match fds.take_unix_datagram(1) {
+    let control: Option<UnixDatagram> = match fds.take_unix_datagram(contract::CONTROL_FD_INDEX) {
         Ok(Some(sock)) => {
             let _ = sock.set_nonblocking(true);
             Some(sock)
@@ -280,9 +271,10 @@ fn serve(
         Err(e) => {
             e.display(py);
             log::fatal("cannot prepare the WSGI environ");
-            return 1;
+            return ExitCode::Failure.code();
         }
     };
+    set_title(&config.app.text, &bound);
     log::info(&format!(
         "Listening at: {} ({})",
         bound.shown,
@@ -297,7 +289,7 @@ fn serve(
             .unwrap_or("?")
     ));
     if let Some(c) = &control {
-        let _ = c.send(b"ready");
+        let _ = c.send(Message::Ready.encode().as_bytes());
     }
     let settings = server::Settings {
         limits: config.limits,
@@ -316,11 +308,11 @@ fn serve(
     match result {
         Ok(()) => {
             log::info("Shutdown complete");
-            0
+            ExitCode::Graceful.code()
         }
         Err(e) => {
             log::error(&format!("event loop failed: {e}"));
-            1
+            ExitCode::Failure.code()
         }
     }
 }

@@ -6,10 +6,13 @@
 
 pub mod cli;
 pub mod config;
+pub mod contract;
 pub mod http1;
 pub mod instance;
+pub mod listen;
 pub mod log;
 pub mod nginx;
+pub mod proctitle;
 pub mod server;
 pub mod supervisor;
 pub mod wsgi;

@@ -18,6 +18,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::config::Timeouts;
+use crate::contract::{Message, HEARTBEAT_INTERVAL};
 use crate::http1::{Head, Limits};
 use crate::log;
 
@@ -26,6 +27,11 @@ pub use output::Output;
 
 use conn::Conn;
 use timers::Timers;
+
+/// Stop signals that arrive within this of the first are the same stop delivered twice
+/// (SIGTERM and SIGINT together, a terminal's Ctrl-C plus a wrapper forwarding it), not
+/// a request to exit at once.
+pub const SAME_STOP_WITHIN: Duration = Duration::from_millis(100);
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
@@ -253,21 +259,15 @@ pub fn run<A: App>(app: &mut A, listener: Listener, settings: Settings) -> io::R
     // Out of descriptors: said once per episode, not on every retry.
     let mut starved_logged = false;
     let mut drain_deadline: Option<Instant> = None;
+    // When the (first) stop signal was read.
+    let mut stop_at: Option<Instant> = None;
     let mut serial: u64 = 0;
     // Connections with work left that no event will announce (a step budget ran out).
     let mut again: Vec<usize> = Vec::new();
     let mut again_next: Vec<usize> = Vec::new();
 
     loop {
-        // Heartbeat: proves to the launcher that the loop turns.
-        if let Some(hb) = &heartbeat {
-            if last_heartbeat.is_none_or(|t| shared.now.duration_since(t) >= Duration::from_secs(1))
-            {
-                let msg = format!("hb {} {}", shared.requests_served, conns.len());
-                let _ = hb.send(msg.as_bytes());
-                last_heartbeat = Some(shared.now);
-            }
-        }
+        beat(&heartbeat, &mut last_heartbeat, &shared, conns.len());
         if let Some(out) = shared.access_log.as_mut() {
             if shared.log_dirty {
                 let _ = out.flush();
@@ -285,8 +285,7 @@ pub fn run<A: App>(app: &mut A, listener: Listener, settings: Settings) -> io::R
         }
         let mut timeout = wake.map(|w| w.saturating_duration_since(Instant::now()));
         if heartbeat.is_some() {
-            timeout =
-                Some(timeout.map_or(Duration::from_secs(1), |t| t.min(Duration::from_secs(1))));
+            timeout = Some(timeout.map_or(HEARTBEAT_INTERVAL, |t| t.min(HEARTBEAT_INTERVAL)));
         }
         let holding = gate.holding(&conns, shared.now);
         if let Some(until) = holding {
@@ -309,30 +308,31 @@ pub fn run<A: App>(app: &mut A, listener: Listener, settings: Settings) -> io::R
         }
         shared.now = Instant::now();
         shared.clock.tick();
+        // Right after the wake-up, before any request of this turn runs: a turn that gets
+        // stuck in the app started at most one interval after the last heartbeat.
+        beat(&heartbeat, &mut last_heartbeat, &shared, conns.len());
 
         for event in events.iter() {
             match event.token() {
                 LISTENER => listener_ready = true,
                 SIGNALS => {
-                    let mut buf = [0u8; 16];
-                    let mut count = 0;
-                    while let Ok(n) = signals.read(&mut buf) {
-                        if n == 0 {
-                            break;
-                        }
-                        count += n;
-                    }
-                    if count == 0 {
+                    if !read_signals(&mut signals) {
                         continue;
                     }
-                    if shared.draining || count > 1 {
-                        log::info("second stop signal: exiting now");
-                        return Ok(());
+                    // Signals read together, or soon after the first, are one stop.
+                    if let Some(first) = stop_at {
+                        if shared.now.saturating_duration_since(first) >= SAME_STOP_WITHIN {
+                            log::info("second stop signal: exiting now");
+                            return Ok(());
+                        }
+                        continue;
                     }
+                    stop_at = Some(shared.now);
                     let in_flight = conns.iter().filter(|(_, c)| !c.is_idle()).count();
                     log::info(&format!(
-                        "stop signal: no longer accepting; waiting up to {}s for {in_flight} in-flight request(s)",
-                        shared.timeouts.graceful.as_secs()
+                        "stop signal: no longer accepting; waiting up to {}s for {}",
+                        shared.timeouts.graceful.as_secs(),
+                        log::count(in_flight, "in-flight request", "in-flight requests")
                     ));
                     shared.draining = true;
                     drain_deadline = Some(shared.now + shared.timeouts.graceful);
@@ -452,6 +452,41 @@ pub fn run<A: App>(app: &mut A, listener: Listener, settings: Settings) -> io::R
         let _ = out.flush();
     }
     Ok(())
+}
+
+/// Reads what the signal handlers wrote; whether any stop signal arrived.
+fn read_signals(signals: &mut mio::net::UnixStream) -> bool {
+    let mut buf = [0u8; 16];
+    let mut any = false;
+    // Bounded: a signal storm cannot keep the loop here.
+    for _ in 0..64 {
+        match signals.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => any = true,
+        }
+    }
+    any
+}
+
+/// Tells the launcher the loop turns, at most once per `HEARTBEAT_INTERVAL`.
+fn beat<C>(
+    heartbeat: &Option<UnixDatagram>,
+    last: &mut Option<Instant>,
+    shared: &Shared<C>,
+    connections: usize,
+) {
+    let Some(socket) = heartbeat else {
+        return;
+    };
+    if last.is_some_and(|t| shared.now.duration_since(t) < HEARTBEAT_INTERVAL) {
+        return;
+    }
+    let message = Message::Heartbeat {
+        requests: shared.requests_served,
+        connections: connections as u64,
+    };
+    let _ = socket.send(message.encode().as_bytes());
+    *last = Some(shared.now);
 }
 
 /// Connections accepted per loop turn at most.

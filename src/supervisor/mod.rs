@@ -11,6 +11,7 @@ mod child;
 mod control;
 mod listeners;
 mod nginx_proc;
+mod policy;
 mod signals;
 
 use std::collections::VecDeque;
@@ -23,11 +24,13 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::cli::StatusArgs;
 use crate::config::{BindAddr, LauncherConfig};
+use crate::contract::ExitCode;
 use crate::log;
 use child::{describe_exit, Instance, Recipe, Role};
 use control::ControlServer;
 use listeners::Listener;
 use nginx_proc::NginxProc;
+use policy::{RestartHistory, RestartPolicy, Verdict};
 use signals::{Request, Signals};
 
 /// Longest the loop sleeps: timers (heartbeats, drains, nginx) are checked at least this often.
@@ -39,13 +42,22 @@ const DUPLICATE_STOP_WITHIN: Duration = Duration::from_secs(1);
 /// Idle upstream connections per nginx worker in the launcher's config: above the client
 /// concurrency one host usually sees.
 const LAUNCHER_UPSTREAM_KEEPALIVE: u32 = 1024;
-/// Exit code when the app cannot be imported at start (the instance's own code for it).
-const EXIT_IMPORT_ERROR: i32 = 2;
 
 /// Runs the launcher in the foreground until it is stopped; returns the exit code.
 pub fn run(config: LauncherConfig) -> i32 {
+    crate::proctitle::prepare();
     match Launcher::start(config) {
-        Ok(mut launcher) => launcher.run_loop(),
+        Ok(mut launcher) => {
+            crate::proctitle::set(
+                &format!(
+                    "evserve: launcher {} {}",
+                    launcher.config.instance.app.text,
+                    launcher.where_text()
+                ),
+                "evserve-launch",
+            );
+            launcher.run_loop()
+        }
         Err((code, message)) => {
             log::fatal(&message);
             code
@@ -63,9 +75,8 @@ pub fn status_command(args: &StatusArgs) -> i32 {
 struct Slot {
     /// Index into `Launcher::sockets`.
     socket: usize,
-    /// Unexpected exits within --restart-window.
-    restarts: VecDeque<Instant>,
-    total_restarts: u32,
+    /// Unexpected exits within --restart-window, and in all.
+    history: RestartHistory,
     given_up: bool,
 }
 
@@ -73,8 +84,7 @@ impl Slot {
     fn new(socket: usize) -> Slot {
         Slot {
             socket,
-            restarts: VecDeque::new(),
-            total_restarts: 0,
+            history: RestartHistory::default(),
             given_up: false,
         }
     }
@@ -197,15 +207,14 @@ impl Launcher {
                 .map_err(|e| (1, format!("cannot watch a socket: {e}")))?;
         }
         log::info(&format!(
-            "starting {} instances of {} ({}); control socket {}",
-            launcher.slots.len(),
+            "starting {} of {} ({}); control socket {}",
+            log::count(launcher.slots.len(), "instance", "instances"),
             launcher.config.instance.app.text,
             launcher.where_text(),
             launcher.control.path.display()
         ));
-        for slot in 0..launcher.slots.len() {
-            launcher.spawn(slot, Role::Serving);
-        }
+        // The others follow once it is ready (see `respawn`).
+        launcher.spawn(0, Role::Serving);
         Ok(launcher)
     }
 
@@ -297,8 +306,8 @@ impl Launcher {
         }
         let graceful = self.config.instance.timeouts.graceful;
         log::info(&format!(
-            "{why}: stopping {} instances (draining up to {}s)",
-            self.instances.len(),
+            "{why}: stopping {} (draining up to {}s)",
+            log::count(self.instances.len(), "instance", "instances"),
             graceful.as_secs()
         ));
         let now = Instant::now();
@@ -401,7 +410,8 @@ impl Launcher {
     fn on_exit(&mut self, inst: Instance, status: std::process::ExitStatus) {
         let slot = inst.slot;
         let what = describe_exit(status);
-        let import_error = status.code() == Some(EXIT_IMPORT_ERROR);
+        let import_error =
+            status.code().and_then(ExitCode::from_code) == Some(ExitCode::AppLoadFailure);
         match inst.role {
             Role::Retiring { .. } => {
                 log::info(&format!(
@@ -425,7 +435,7 @@ impl Launcher {
                 Phase::Starting => {
                     if import_error {
                         self.abort_start(
-                            EXIT_IMPORT_ERROR,
+                            ExitCode::AppLoadFailure.code(),
                             &format!(
                                 "the app {} failed to import (traceback above); not starting",
                                 self.config.instance.app.text
@@ -471,41 +481,35 @@ impl Launcher {
 
     /// Records an unexpected exit of `slot`'s instance; gives the slot up past the limit.
     fn count_failure(&mut self, slot: usize, why: &str) {
-        let now = Instant::now();
-        let window = self.config.restart_window;
-        let max = self.config.max_restarts;
+        let policy = self.restart_policy();
+        let window = policy.window.as_secs();
+        let max = policy.max_restarts;
         let port = self.slot_port(slot);
-        let s = &mut self.slots[slot];
-        while s
-            .restarts
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > window)
-        {
-            s.restarts.pop_front();
-        }
-        if s.restarts.len() >= max as usize {
-            s.given_up = true;
-            log::error(&format!(
-                "instance {slot} (port {port}, {why}); it was restarted {} times within {}s \
-                 (--max-restarts {max} per --restart-window {}s): not restarting it; \
-                 fix the app and send SIGHUP to try again",
-                s.restarts.len(),
-                window.as_secs(),
-                window.as_secs()
-            ));
-            self.close_unused_sockets();
-            if self.slots.iter().all(|s| s.given_up) {
-                self.begin_stop(1, "every instance was given up");
+        match self.slots[slot].history.on_failure(policy, Instant::now()) {
+            Verdict::Restart { nth } => log::warn(&format!(
+                "instance {slot} (port {port}, {why}); restarting it ({nth} of {max} restarts within {window}s)"
+            )),
+            Verdict::GiveUp { restarts } => {
+                self.slots[slot].given_up = true;
+                log::error(&format!(
+                    "instance {slot} (port {port}, {why}); it was restarted {} within {window}s \
+                     (--max-restarts {max} per --restart-window {window}s): not restarting it; \
+                     fix the app and send SIGHUP to try again",
+                    log::times(restarts),
+                ));
+                self.close_unused_sockets();
+                if self.slots.iter().all(|s| s.given_up) {
+                    self.begin_stop(1, "every instance was given up");
+                }
             }
-            return;
         }
-        s.restarts.push_back(now);
-        s.total_restarts += 1;
-        log::warn(&format!(
-            "instance {slot} (port {port}, {why}); restarting it ({} of {max} restarts within {}s)",
-            s.restarts.len(),
-            window.as_secs()
-        ));
+    }
+
+    fn restart_policy(&self) -> RestartPolicy {
+        RestartPolicy {
+            max_restarts: self.config.max_restarts,
+            window: self.config.restart_window,
+        }
     }
 
     /// Closes sockets no live slot uses, so clients (and nginx) are refused at once instead
@@ -530,10 +534,10 @@ impl Launcher {
             }
             match inst.role {
                 Role::Serving | Role::Replacing => {
-                    if now.duration_since(inst.last_heard) > timeout {
+                    if policy::is_hung(inst.ready, inst.last_heard, timeout, now) {
                         let what = if inst.ready {
                             format!(
-                                "sent no heartbeat for {}s (stuck in a request?)",
+                                "has been stuck for {}s (no heartbeat: a request still running?)",
                                 timeout.as_secs()
                             )
                         } else {
@@ -576,12 +580,20 @@ impl Launcher {
         }
     }
 
-    /// Starts an instance for every slot that has none (and is not given up).
+    /// Starts an instance for every slot that has none (and is not given up). At start,
+    /// instance 0 imports the app alone and the others follow once it is ready: an app that
+    /// fails to import shows one traceback, not one per instance, and stops the launcher.
     fn respawn(&mut self) {
         if matches!(self.phase, Phase::Stopping { .. }) {
             return;
         }
-        for slot in 0..self.slots.len() {
+        let first_ready = self.instances.iter().any(|i| i.slot == 0 && i.ready);
+        let slots = if self.phase == Phase::Starting && !first_ready {
+            1.min(self.slots.len())
+        } else {
+            self.slots.len()
+        };
+        for slot in 0..slots {
             if self.slots[slot].given_up {
                 continue;
             }
@@ -659,8 +671,8 @@ impl Launcher {
         if !self.announced {
             self.announced = true;
             log::info(&format!(
-                "ready: {} instances of {} on {}{nginx_where}",
-                self.slots.len(),
+                "ready: {} of {} on {}{nginx_where}",
+                log::count(self.slots.len(), "instance", "instances"),
                 self.config.instance.app.text,
                 self.where_text()
             ));
@@ -689,7 +701,7 @@ impl Launcher {
         for slot in &mut self.slots {
             if slot.given_up {
                 slot.given_up = false;
-                slot.restarts.clear();
+                slot.history.forget_window();
                 retried += 1;
             }
         }
@@ -703,10 +715,17 @@ impl Launcher {
         }
         self.reload.queue = (0..self.slots.len()).collect();
         log::info(&format!(
-            "SIGHUP: reloading {} instances one at a time{}",
-            self.slots.len(),
+            "SIGHUP: reloading {} one at a time{}",
+            log::count(self.slots.len(), "instance", "instances"),
             if retried > 0 {
-                format!(" ({retried} given-up instances are tried again)")
+                format!(
+                    " ({} again)",
+                    log::count(
+                        retried,
+                        "given-up instance is tried",
+                        "given-up instances are tried"
+                    )
+                )
             } else {
                 String::new()
             }
@@ -795,9 +814,9 @@ impl Launcher {
         }
         self.slots.push(Slot::new(0));
         log::info(&format!(
-            "SIGTTIN: adding instance {} ({} instances)",
+            "SIGTTIN: adding instance {} ({})",
             self.slots.len() - 1,
-            self.slots.len()
+            log::count(self.slots.len(), "instance", "instances")
         ));
     }
 
@@ -822,8 +841,8 @@ impl Launcher {
             }
         }
         log::info(&format!(
-            "SIGTTOU: removing instance {gone} ({} instances)",
-            self.slots.len()
+            "SIGTTOU: removing instance {gone} ({})",
+            log::count(self.slots.len(), "instance", "instances")
         ));
     }
 
@@ -863,7 +882,7 @@ impl Launcher {
                 Role::Serving if inst.ready => "ready",
                 Role::Serving => "starting",
             };
-            let restarts = self.slots.get(inst.slot).map_or(0, |s| s.total_restarts);
+            let restarts = self.slots.get(inst.slot).map_or(0, |s| s.history.total);
             control::table_row(
                 &mut out,
                 [
@@ -885,7 +904,7 @@ impl Launcher {
                 cells[0] = index.to_string();
                 cells[2] = self.slot_port(index);
                 cells[3] = "given-up".into();
-                cells[4] = slot.total_restarts.to_string();
+                cells[4] = slot.history.total.to_string();
                 control::table_row(&mut out, cells);
             }
         }

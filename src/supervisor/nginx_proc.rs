@@ -3,7 +3,6 @@
 //!
 //! The configuration text itself comes from `crate::nginx`; this module never builds it.
 
-use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -14,6 +13,7 @@ use rustix::process::{kill_process, kill_process_group, Pid, Signal};
 
 use super::child::describe_exit;
 use super::listeners::{addresses, loopback_if_unspecified};
+use super::policy::{RestartHistory, RestartPolicy, Verdict};
 use crate::config::{BindAddr, LauncherConfig};
 use crate::nginx::{self, Backend, NginxConfig, RunDir};
 
@@ -25,8 +25,7 @@ pub struct Setup {
     pub conf_path: PathBuf,
     run_dir: PathBuf,
     listen: SocketAddr,
-    max_restarts: u32,
-    restart_window: Duration,
+    restart_policy: RestartPolicy,
 }
 
 impl Setup {
@@ -54,8 +53,10 @@ impl Setup {
             conf_path,
             run_dir,
             listen,
-            max_restarts: config.max_restarts,
-            restart_window: config.restart_window,
+            restart_policy: RestartPolicy {
+                max_restarts: config.max_restarts,
+                window: config.restart_window,
+            },
         })
     }
 
@@ -90,6 +91,11 @@ impl Setup {
     fn error_log(&self) -> PathBuf {
         self.run_dir.join("error.log")
     }
+
+    /// nginx's own stderr: what it says when it cannot start.
+    fn stderr_log(&self) -> PathBuf {
+        self.run_dir.join("stderr.log")
+    }
 }
 
 pub struct NginxProc {
@@ -99,7 +105,10 @@ pub struct NginxProc {
     child: Option<Child>,
     started: Instant,
     answered: bool,
-    restarts: VecDeque<Instant>,
+    /// Something else already answered on the address when nginx started: an answer
+    /// there is not nginx's, and nginx will fail to bind it.
+    address_taken: bool,
+    restarts: RestartHistory,
     stopping: bool,
     given_up: bool,
 }
@@ -115,7 +124,8 @@ impl NginxProc {
             child: None,
             started: Instant::now(),
             answered: false,
-            restarts: VecDeque::new(),
+            address_taken: false,
+            restarts: RestartHistory::default(),
             stopping: false,
             given_up: false,
         }
@@ -136,12 +146,16 @@ impl NginxProc {
             }
             None => Command::new(bin),
         };
+        let stderr = std::fs::File::create(self.setup.stderr_log())
+            .map_err(|e| format!("cannot create {}: {e}", self.setup.stderr_log().display()))?;
+        self.address_taken = self.answers();
         let child = command
             .arg("-e")
             .arg(self.setup.error_log())
             .arg("-c")
             .arg(&self.setup.conf_path)
             .stdin(Stdio::null())
+            .stderr(stderr)
             .process_group(0)
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
@@ -183,8 +197,7 @@ impl NginxProc {
         if self.answered {
             return Ok(true);
         }
-        let target = loopback_if_unspecified(self.setup.listen);
-        if TcpStream::connect_timeout(&target, Duration::from_millis(100)).is_ok() {
+        if !self.address_taken && self.answers() {
             self.answered = true;
             return Ok(true);
         }
@@ -192,13 +205,36 @@ impl NginxProc {
             self.kill();
             self.given_up = true;
             return Err(format!(
-                "nginx did not answer on {} within {}s; see {}",
+                "nginx did not answer on {} within {}s{}; see {}",
                 self.setup.listen,
                 ANSWER_WITHIN.as_secs(),
+                if self.address_taken {
+                    " (another process listens there)"
+                } else {
+                    ""
+                },
                 self.setup.error_log().display()
             ));
         }
         Ok(false)
+    }
+
+    /// Whether something accepts connections on nginx's address.
+    fn answers(&self) -> bool {
+        let target = loopback_if_unspecified(self.setup.listen);
+        TcpStream::connect_timeout(&target, Duration::from_millis(100)).is_ok()
+    }
+
+    /// The line of nginx's stderr that says why it could not start: its first `[emerg]`
+    /// line, else its last line.
+    fn start_error(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.setup.stderr_log()).ok()?;
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let line = lines
+            .iter()
+            .find(|l| l.contains("[emerg]"))
+            .or(lines.last())?;
+        Some(line.trim().to_string())
     }
 
     /// Collects nginx if it exited. Returns an error line when it died in a way that is not
@@ -213,26 +249,37 @@ impl NginxProc {
         }
         if !self.answered {
             self.given_up = true;
-            return Some(format!(
-                "nginx {what} at start; see the lines above and {}",
-                self.setup.error_log().display()
-            ));
+            return Some(match self.start_error() {
+                Some(line) => format!(
+                    "nginx could not start ({what}): {line}; see {}",
+                    self.setup.error_log().display()
+                ),
+                None => format!(
+                    "nginx {what} at start; see {}",
+                    self.setup.error_log().display()
+                ),
+            });
         }
-        let now = Instant::now();
-        let window = self.setup.restart_window;
-        self.restarts.retain(|t| now.duration_since(*t) <= window);
-        if self.restarts.len() >= self.setup.max_restarts as usize {
-            self.given_up = true;
-            return Some(format!(
-                "nginx {what}, {} times within {}s: not restarting it; see {}",
-                self.restarts.len() + 1,
-                window.as_secs(),
-                self.setup.error_log().display()
-            ));
+        let policy = self.setup.restart_policy;
+        match self.restarts.on_failure(policy, Instant::now()) {
+            Verdict::Restart { nth } => {
+                crate::log::warn(&format!(
+                    "nginx {what}; restarting it ({nth} of {} restarts within {}s)",
+                    policy.max_restarts,
+                    policy.window.as_secs()
+                ));
+                None
+            }
+            Verdict::GiveUp { restarts } => {
+                self.given_up = true;
+                Some(format!(
+                    "nginx {what}; it was restarted {} within {}s: not restarting it; see {}",
+                    crate::log::times(restarts),
+                    policy.window.as_secs(),
+                    self.setup.error_log().display()
+                ))
+            }
         }
-        self.restarts.push_back(now);
-        crate::log::warn(&format!("nginx {what}; restarting it"));
-        None
     }
 
     /// SIGQUIT: nginx finishes its requests and exits.

@@ -1,0 +1,181 @@
+//! The launcher's decisions as pure functions of the time: when an instance counts as hung,
+//! when a crashing process is restarted or given up (instances and nginx alike).
+//!
+//! Never reads the clock, never signals or spawns anything: the caller passes `now` and
+//! acts on the answer, so every rule is unit-tested with made-up times.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::contract::HEARTBEAT_INTERVAL;
+
+/// Whether an instance last heard from at `last_heard` is to be killed at `now`.
+///
+/// Before its `ready`, `last_heard` is its start and it gets `timeout` to become ready.
+/// Once ready, its loop stopped turning at most `HEARTBEAT_INTERVAL` after its last
+/// heartbeat, so it is killed `timeout` plus that interval after it: never before the
+/// stuck work has run `timeout`, at most one interval (and a launcher tick) later.
+pub fn is_hung(ready: bool, last_heard: Instant, timeout: Duration, now: Instant) -> bool {
+    let allowed = if ready {
+        timeout + HEARTBEAT_INTERVAL
+    } else {
+        timeout
+    };
+    now.saturating_duration_since(last_heard) > allowed
+}
+
+/// `--max-restarts` within `--restart-window`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RestartPolicy {
+    pub max_restarts: u32,
+    pub window: Duration,
+}
+
+/// What to do after an unexpected exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Restart it; this is restart number `nth` within the window.
+    Restart { nth: usize },
+    /// Too many restarts within the window: `restarts` already happened there.
+    GiveUp { restarts: usize },
+}
+
+/// The restarts of one process (an instance slot, or nginx).
+#[derive(Clone, Debug, Default)]
+pub struct RestartHistory {
+    within_window: VecDeque<Instant>,
+    /// Every restart since the launcher started.
+    pub total: u32,
+}
+
+impl RestartHistory {
+    /// Decides on an unexpected exit at `now` and records the restart it allows.
+    pub fn on_failure(&mut self, policy: RestartPolicy, now: Instant) -> Verdict {
+        while self
+            .within_window
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) > policy.window)
+        {
+            self.within_window.pop_front();
+        }
+        if self.within_window.len() >= policy.max_restarts as usize {
+            return Verdict::GiveUp {
+                restarts: self.within_window.len(),
+            };
+        }
+        self.within_window.push_back(now);
+        self.total += 1;
+        Verdict::Restart {
+            nth: self.within_window.len(),
+        }
+    }
+
+    /// A fresh start (SIGHUP retries a given-up process): the window is forgotten.
+    pub fn forget_window(&mut self) {
+        self.within_window.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_ready_instance_is_hung_only_after_timeout_plus_one_interval() {
+        let t0 = Instant::now();
+        let timeout = 2 * S;
+        assert!(!is_hung(true, t0, timeout, t0 + timeout));
+        assert!(!is_hung(
+            true,
+            t0,
+            timeout,
+            t0 + timeout + HEARTBEAT_INTERVAL
+        ));
+        assert!(is_hung(
+            true,
+            t0,
+            timeout,
+            t0 + timeout + HEARTBEAT_INTERVAL + Duration::from_millis(1)
+        ));
+    }
+
+    #[test]
+    fn a_starting_instance_gets_timeout_to_become_ready() {
+        let t0 = Instant::now();
+        assert!(!is_hung(false, t0, 3 * S, t0 + 3 * S));
+        assert!(is_hung(
+            false,
+            t0,
+            3 * S,
+            t0 + 3 * S + Duration::from_millis(1)
+        ));
+        // A clock read before `last_heard` (messages read after `now`) is not hung.
+        assert!(!is_hung(true, t0 + S, S, t0));
+    }
+
+    #[test]
+    fn restarts_are_allowed_up_to_the_limit_then_given_up() {
+        let policy = RestartPolicy {
+            max_restarts: 2,
+            window: 60 * S,
+        };
+        let t0 = Instant::now();
+        let mut h = RestartHistory::default();
+        assert_eq!(h.on_failure(policy, t0), Verdict::Restart { nth: 1 });
+        assert_eq!(h.on_failure(policy, t0 + S), Verdict::Restart { nth: 2 });
+        assert_eq!(
+            h.on_failure(policy, t0 + 2 * S),
+            Verdict::GiveUp { restarts: 2 }
+        );
+        assert_eq!(h.total, 2);
+    }
+
+    #[test]
+    fn restarts_older_than_the_window_no_longer_count() {
+        let policy = RestartPolicy {
+            max_restarts: 1,
+            window: 10 * S,
+        };
+        let t0 = Instant::now();
+        let mut h = RestartHistory::default();
+        assert_eq!(h.on_failure(policy, t0), Verdict::Restart { nth: 1 });
+        assert_eq!(
+            h.on_failure(policy, t0 + 10 * S),
+            Verdict::GiveUp { restarts: 1 }
+        );
+        assert_eq!(
+            h.on_failure(policy, t0 + 11 * S),
+            Verdict::Restart { nth: 1 }
+        );
+        assert_eq!(h.total, 2);
+    }
+
+    #[test]
+    fn forgetting_the_window_allows_restarts_again() {
+        let policy = RestartPolicy {
+            max_restarts: 1,
+            window: 60 * S,
+        };
+        let t0 = Instant::now();
+        let mut h = RestartHistory::default();
+        h.on_failure(policy, t0);
+        assert!(matches!(h.on_failure(policy, t0), Verdict::GiveUp { .. }));
+        h.forget_window();
+        assert_eq!(h.on_failure(policy, t0), Verdict::Restart { nth: 1 });
+    }
+
+    #[test]
+    fn zero_restarts_gives_up_at_the_first_failure() {
+        let policy = RestartPolicy {
+            max_restarts: 0,
+            window: 60 * S,
+        };
+        let mut h = RestartHistory::default();
+        assert_eq!(
+            h.on_failure(policy, Instant::now()),
+            Verdict::GiveUp { restarts: 0 }
+        );
+    }
+}
