@@ -12,9 +12,10 @@ mod control;
 mod listeners;
 mod nginx_proc;
 mod policy;
+mod reload;
 mod signals;
+mod status;
 
-use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
@@ -31,6 +32,7 @@ use control::ControlServer;
 use listeners::Listener;
 use nginx_proc::NginxProc;
 use policy::{RestartHistory, RestartPolicy, Verdict};
+use reload::ReloadPlan;
 use signals::{Request, Signals};
 
 /// Longest the loop sleeps: timers (heartbeats, drains, nginx) are checked at least this often.
@@ -108,15 +110,6 @@ enum Phase {
     },
 }
 
-#[derive(Default)]
-struct Reload {
-    queue: VecDeque<usize>,
-    /// The slot whose replacement is starting.
-    current: Option<usize>,
-    /// Another SIGHUP arrived during this reload: go round once more.
-    again: bool,
-}
-
 struct Launcher {
     config: LauncherConfig,
     recipe: Recipe,
@@ -128,7 +121,7 @@ struct Launcher {
     poll: Poll,
     events: Events,
     phase: Phase,
-    reload: Reload,
+    reload: ReloadPlan,
     nginx: Option<NginxProc>,
     /// Set once the "ready" line was printed.
     announced: bool,
@@ -191,7 +184,7 @@ impl Launcher {
             poll,
             events: Events::with_capacity(64),
             phase: Phase::Starting,
-            reload: Reload::default(),
+            reload: ReloadPlan::default(),
             nginx,
             announced: false,
             started: Instant::now(),
@@ -316,7 +309,7 @@ impl Launcher {
             deadline: now + graceful,
             code,
         };
-        self.reload = Reload::default();
+        self.reload = ReloadPlan::default();
         for inst in &mut self.instances {
             inst.retire(now);
         }
@@ -428,7 +421,7 @@ impl Launcher {
                 log::error(&format!(
                     "reload stopped at instance {slot}: {why}; the running instances keep serving"
                 ));
-                self.reload = Reload::default();
+                self.reload = ReloadPlan::default();
             }
             Role::Serving => match self.phase {
                 Phase::Stopping { .. } => {}
@@ -679,124 +672,6 @@ impl Launcher {
         }
     }
 
-    fn begin_reload(&mut self) {
-        match self.phase {
-            Phase::Stopping { .. } => return,
-            Phase::Starting => {
-                log::warn("SIGHUP ignored: the instances are still starting");
-                return;
-            }
-            Phase::Running => {}
-        }
-        if self.reload.current.is_some() || !self.reload.queue.is_empty() {
-            log::info("SIGHUP: a reload is under way; another round follows it");
-            self.reload.again = true;
-            return;
-        }
-        self.queue_reload();
-    }
-
-    fn queue_reload(&mut self) {
-        let mut retried = 0;
-        for slot in &mut self.slots {
-            if slot.given_up {
-                slot.given_up = false;
-                slot.history.forget_window();
-                retried += 1;
-            }
-        }
-        for entry in &mut self.sockets {
-            if entry.listener.is_none() {
-                match Listener::bind(&entry.addr, self.config.instance.backlog) {
-                    Ok(l) => entry.listener = Some(l),
-                    Err(e) => log::error(&format!("reload: {e}")),
-                }
-            }
-        }
-        self.reload.queue = (0..self.slots.len()).collect();
-        log::info(&format!(
-            "SIGHUP: reloading {} one at a time{}",
-            log::count(self.slots.len(), "instance", "instances"),
-            if retried > 0 {
-                format!(
-                    " ({} again)",
-                    log::count(
-                        retried,
-                        "given-up instance is tried",
-                        "given-up instances are tried"
-                    )
-                )
-            } else {
-                String::new()
-            }
-        ));
-    }
-
-    /// Rolling reload: one slot at a time, the new instance ready before the old one drains.
-    fn advance_reload(&mut self) {
-        if self.phase != Phase::Running {
-            return;
-        }
-        // Bounded: at most one step per slot per turn.
-        for _ in 0..=self.slots.len() {
-            if let Some(slot) = self.reload.current {
-                let new_ready = self
-                    .instances
-                    .iter()
-                    .position(|i| i.slot == slot && i.role == Role::Replacing);
-                match new_ready {
-                    Some(n) if self.instances[n].ready => {
-                        let now = Instant::now();
-                        let new_pid = self.instances[n].pid;
-                        self.instances[n].role = Role::Serving;
-                        let mut old_pids = Vec::new();
-                        for (k, inst) in self.instances.iter_mut().enumerate() {
-                            if k != n && inst.slot == slot && inst.role == Role::Serving {
-                                old_pids.push(inst.pid.to_string());
-                                inst.retire(now);
-                            }
-                        }
-                        log::info(&format!(
-                            "reload: instance {slot} now pid {new_pid}; old pid {} draining",
-                            if old_pids.is_empty() {
-                                "-".to_string()
-                            } else {
-                                old_pids.join(",")
-                            }
-                        ));
-                        self.reload.current = None;
-                        if self.reload.queue.is_empty() && !self.reload.again {
-                            log::info("reload: done");
-                        }
-                    }
-                    Some(_) => return,
-                    None => self.reload.current = None,
-                }
-            }
-            let Some(slot) = self.reload.queue.pop_front() else {
-                if self.reload.again {
-                    self.reload.again = false;
-                    self.queue_reload();
-                    continue;
-                }
-                return;
-            };
-            if slot >= self.slots.len() || self.slots[slot].given_up {
-                continue;
-            }
-            let has_old = self
-                .instances
-                .iter()
-                .any(|i| i.slot == slot && i.role == Role::Serving);
-            if !has_old {
-                // Restarting anyway: its new process imports the new code.
-                continue;
-            }
-            self.reload.current = Some(slot);
-            self.spawn(slot, Role::Replacing);
-        }
-    }
-
     /// Whether SIGTTIN/SIGTTOU may change the instance count now.
     fn may_resize(&self, signal: &str) -> bool {
         if self.config.ports.is_some() {
@@ -830,10 +705,7 @@ impl Launcher {
         }
         self.slots.pop();
         let gone = self.slots.len();
-        self.reload.queue.retain(|s| *s != gone);
-        if self.reload.current == Some(gone) {
-            self.reload.current = None;
-        }
+        self.reload.forget_slot(gone);
         let now = Instant::now();
         for inst in &mut self.instances {
             if inst.slot == gone {
@@ -844,70 +716,5 @@ impl Launcher {
             "SIGTTOU: removing instance {gone} ({})",
             log::count(self.slots.len(), "instance", "instances")
         ));
-    }
-
-    fn status_report(&self) -> String {
-        let now = Instant::now();
-        let phase = match self.phase {
-            Phase::Starting => "starting",
-            Phase::Running if self.reload.current.is_some() => "reloading",
-            Phase::Running => "running",
-            Phase::Stopping { .. } => "stopping",
-        };
-        let mut out = format!(
-            "evserve launcher pid {}: {} on {}, {phase}, up {}",
-            std::process::id(),
-            self.config.instance.app.text,
-            self.where_text(),
-            control::human_duration(now.duration_since(self.started))
-        );
-        if let Some(nginx) = &self.nginx {
-            let _ = write!(out, "; nginx {}", nginx.describe());
-        }
-        out.push('\n');
-        control::table_row(
-            &mut out,
-            [
-                "INST", "PID", "PORT", "STATE", "RESTARTS", "UPTIME", "REQUESTS", "CONNS", "RSS",
-            ]
-            .map(String::from),
-        );
-        let mut rows: Vec<&Instance> = self.instances.iter().collect();
-        rows.sort_by_key(|i| (i.slot, i.started));
-        for inst in rows {
-            let state = match inst.role {
-                Role::Retiring { .. } => "draining",
-                Role::Replacing if inst.ready => "ready",
-                Role::Replacing => "reloading",
-                Role::Serving if inst.ready => "ready",
-                Role::Serving => "starting",
-            };
-            let restarts = self.slots.get(inst.slot).map_or(0, |s| s.history.total);
-            control::table_row(
-                &mut out,
-                [
-                    inst.slot.to_string(),
-                    inst.pid.to_string(),
-                    self.slot_port(inst.slot),
-                    state.to_string(),
-                    restarts.to_string(),
-                    control::human_duration(now.duration_since(inst.started)),
-                    inst.requests.to_string(),
-                    inst.connections.to_string(),
-                    control::human_bytes(control::rss_bytes(inst.pid)),
-                ],
-            );
-        }
-        for (index, slot) in self.slots.iter().enumerate() {
-            if slot.given_up {
-                let mut cells = ["-"; 9].map(String::from);
-                cells[0] = index.to_string();
-                cells[2] = self.slot_port(index);
-                cells[3] = "given-up".into();
-                cells[4] = slot.history.total.to_string();
-                control::table_row(&mut out, cells);
-            }
-        }
-        out
     }
 }
