@@ -426,13 +426,7 @@ impl<A: App> LoopState<A> {
                 if event.is_writable() || event.is_write_closed() || event.is_error() {
                     conn.write_ready = true;
                 }
-                drive_slot(
-                    app,
-                    &mut self.conns,
-                    &mut self.shared,
-                    slot,
-                    &mut self.again_next,
-                );
+                self.drive(app, slot);
             }
         }
         Flow::Continue
@@ -473,17 +467,22 @@ impl<A: App> LoopState<A> {
         Flow::Continue
     }
 
+    /// Moves one connection on; one that runs out of its step budget goes again next turn.
+    fn drive(&mut self, app: &mut A, slot: usize) {
+        drive_slot(
+            app,
+            &mut self.conns,
+            &mut self.shared,
+            slot,
+            &mut self.again_next,
+        );
+    }
+
     /// Connections whose step budget ran out in the previous turn.
     fn drive_again(&mut self, app: &mut A) {
         for slot in std::mem::take(&mut self.again) {
             if self.conns.contains(slot) {
-                drive_slot(
-                    app,
-                    &mut self.conns,
-                    &mut self.shared,
-                    slot,
-                    &mut self.again_next,
-                );
+                self.drive(app, slot);
             }
         }
         std::mem::swap(&mut self.again, &mut self.again_next);
