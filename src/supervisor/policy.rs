@@ -7,6 +7,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::child::Role;
 use crate::contract::HEARTBEAT_INTERVAL;
 
 /// Whether an instance last heard from at `last_heard` is to be killed at `now`.
@@ -22,6 +23,49 @@ pub fn is_hung(ready: bool, last_heard: Instant, timeout: Duration, now: Instant
         timeout
     };
     now.saturating_duration_since(last_heard) > allowed
+}
+
+/// How long an instance may go without a sign of life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadlines {
+    /// --timeout.
+    pub timeout: Duration,
+    /// How long a retiring instance may drain before it is killed.
+    pub drain: Duration,
+}
+
+/// Why an instance is to be killed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overdue {
+    /// Ready, but its loop has not turned for --timeout (stuck in a request).
+    Stuck,
+    /// Never became ready within --timeout.
+    NotReady,
+    /// Told to drain, still there after the drain limit.
+    Draining,
+}
+
+/// Whether an instance in `role` is past its deadline at `now`.
+pub fn overdue(
+    role: Role,
+    ready: bool,
+    last_heard: Instant,
+    deadlines: Deadlines,
+    now: Instant,
+) -> Option<Overdue> {
+    match role {
+        Role::Serving | Role::Replacing if is_hung(ready, last_heard, deadlines.timeout, now) => {
+            Some(if ready {
+                Overdue::Stuck
+            } else {
+                Overdue::NotReady
+            })
+        }
+        Role::Retiring { since } if now.saturating_duration_since(since) > deadlines.drain => {
+            Some(Overdue::Draining)
+        }
+        _ => None,
+    }
 }
 
 /// `--max-restarts` within `--restart-window`.
@@ -113,6 +157,32 @@ mod tests {
         ));
         // A clock read before `last_heard` (messages read after `now`) is not hung.
         assert!(!is_hung(true, t0 + S, S, t0));
+    }
+
+    #[test]
+    fn overdue_tells_stuck_from_never_ready_from_draining_too_long() {
+        let t0 = Instant::now();
+        let d = Deadlines {
+            timeout: 2 * S,
+            drain: 5 * S,
+        };
+        let late = t0 + 3 * S;
+        assert_eq!(
+            overdue(Role::Serving, true, t0, d, late),
+            Some(Overdue::Stuck)
+        );
+        assert_eq!(
+            overdue(Role::Replacing, false, t0, d, late),
+            Some(Overdue::NotReady)
+        );
+        assert_eq!(overdue(Role::Serving, true, t0, d, t0 + S), None);
+        let retiring = Role::Retiring { since: t0 };
+        // A draining instance sends no heartbeat that matters: only the drain limit does.
+        assert_eq!(overdue(retiring, true, t0, d, late), None);
+        assert_eq!(
+            overdue(retiring, true, t0, d, t0 + 6 * S),
+            Some(Overdue::Draining)
+        );
     }
 
     #[test]
