@@ -50,7 +50,16 @@ pub fn prepare() {
     if areas.env_start != areas.arg_end {
         return;
     }
-    for (name, value) in std::env::vars_os() {
+    let vars: Vec<_> = std::env::vars_os().collect();
+    // `set_var` refuses (panics on) such names: keep the original strings then.
+    let settable = vars.iter().all(|(name, _)| {
+        let bytes = name.as_encoded_bytes();
+        !bytes.is_empty() && !bytes.contains(&b'=') && !bytes.contains(&0)
+    });
+    if !settable {
+        return;
+    }
+    for (name, value) in vars {
         std::env::set_var(name, value);
     }
     EXTENDED.store(true, std::sync::atomic::Ordering::Relaxed);
