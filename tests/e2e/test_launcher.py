@@ -772,6 +772,7 @@ def test_timeout_never_kills_before_the_request_ran_timeout_seconds(launcher_sta
         mark.unlink()
         ages.append(round(killed - started, 3))
         p.wait_for(r"instance 0 ready", 10, after=sent_at)
+    print(f"--timeout 2: killed at request ages {ages}")
     assert all(2.0 <= age <= 3.2 for age in ages), f"killed at request ages {ages} with --timeout 2"
     assert len(p.find(r"has been stuck for 2s")[1]) > 0
 
