@@ -65,33 +65,7 @@ impl Launcher {
             }
             Role::Serving => match self.phase {
                 Phase::Stopping { .. } => {}
-                Phase::Starting => {
-                    if import_error {
-                        self.abort_start(
-                            ExitCode::AppLoadFailure.code(),
-                            &format!(
-                                "the app {} failed to import (traceback above); not starting",
-                                self.config.instance.app.text
-                            ),
-                        );
-                    } else {
-                        let why = if inst.hung {
-                            format!(
-                                "did not become ready within --timeout {}s",
-                                self.config.timeout.as_secs()
-                            )
-                        } else {
-                            what
-                        };
-                        self.abort_start(
-                            1,
-                            &format!(
-                                "instance {slot} (pid {}) {why} at start; not starting",
-                                inst.pid
-                            ),
-                        );
-                    }
-                }
+                Phase::Starting => self.on_exit_at_start(&inst, what, import_error),
                 Phase::Running => {
                     if slot >= self.slots.len() {
                         return;
@@ -110,6 +84,35 @@ impl Launcher {
                 }
             },
         }
+    }
+
+    /// An instance that exited before the launcher was ready: the launcher stops.
+    fn on_exit_at_start(&mut self, inst: &Instance, what: String, import_error: bool) {
+        if import_error {
+            self.abort_start(
+                ExitCode::AppLoadFailure.code(),
+                &format!(
+                    "the app {} failed to import (traceback above); not starting",
+                    self.config.instance.app.text
+                ),
+            );
+            return;
+        }
+        let why = if inst.hung {
+            format!(
+                "did not become ready within --timeout {}s",
+                self.config.timeout.as_secs()
+            )
+        } else {
+            what
+        };
+        self.abort_start(
+            1,
+            &format!(
+                "instance {} (pid {}) {why} at start; not starting",
+                inst.slot, inst.pid
+            ),
+        );
     }
 
     /// Records an unexpected exit of `slot`'s instance; gives the slot up past the limit.

@@ -130,6 +130,39 @@ struct Launcher {
 
 type StartError = (i32, String);
 
+/// Every listening socket of the launcher, bound before any instance starts.
+fn bind_sockets(config: &LauncherConfig) -> Result<Vec<SocketEntry>, String> {
+    listeners::addresses(&config.instance.bind, config.ports)
+        .into_iter()
+        .map(|addr| {
+            let listener = Listener::bind(&addr, config.instance.backlog)?;
+            Ok(SocketEntry {
+                addr,
+                listener: Some(listener),
+            })
+        })
+        .collect()
+}
+
+/// Writes nginx's configuration for the instances on `sockets`.
+fn write_nginx_config(
+    config: &LauncherConfig,
+    sockets: &[SocketEntry],
+    setup: nginx_proc::Setup,
+    bin: Option<std::path::PathBuf>,
+) -> Result<NginxProc, StartError> {
+    let targets: Vec<BindAddr> = sockets
+        .iter()
+        .filter_map(|s| s.listener.as_ref().map(Listener::local_target))
+        .collect();
+    setup.write(config, &targets).map_err(|e| (1, e))?;
+    log::info(&format!(
+        "wrote nginx configuration {}",
+        setup.conf_path.display()
+    ));
+    Ok(NginxProc::new(setup, bin))
+}
+
 impl Launcher {
     fn start(config: LauncherConfig) -> Result<Launcher, StartError> {
         let recipe = child::recipe().map_err(|e| (1, e))?;
@@ -145,31 +178,13 @@ impl Launcher {
         let signals =
             Signals::install().map_err(|e| (1, format!("cannot install signal handlers: {e}")))?;
         let control = ControlServer::bind(config.control_socket.as_deref()).map_err(|e| (1, e))?;
-        let mut sockets = Vec::new();
-        for addr in listeners::addresses(&config.instance.bind, config.ports) {
-            let listener = Listener::bind(&addr, config.instance.backlog).map_err(|e| (1, e))?;
-            sockets.push(SocketEntry {
-                addr,
-                listener: Some(listener),
-            });
-        }
+        let sockets = bind_sockets(&config).map_err(|e| (1, e))?;
         let slots: Vec<Slot> = match config.ports {
             Some(_) => (0..sockets.len()).map(Slot::new).collect(),
             None => (0..config.workers).map(|_| Slot::new(0)).collect(),
         };
         let nginx = match nginx_setup {
-            Some(setup) => {
-                let targets: Vec<BindAddr> = sockets
-                    .iter()
-                    .filter_map(|s| s.listener.as_ref().map(Listener::local_target))
-                    .collect();
-                setup.write(&config, &targets).map_err(|e| (1, e))?;
-                log::info(&format!(
-                    "wrote nginx configuration {}",
-                    setup.conf_path.display()
-                ));
-                Some(NginxProc::new(setup, nginx_bin))
-            }
+            Some(setup) => Some(write_nginx_config(&config, &sockets, setup, nginx_bin)?),
             None => None,
         };
         let poll = Poll::new().map_err(|e| (1, format!("cannot create the event loop: {e}")))?;
