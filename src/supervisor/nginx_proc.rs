@@ -20,6 +20,9 @@ use crate::nginx::{self, Backend, NginxConfig, RunDir};
 /// How long nginx gets to answer on its address after it starts.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
+/// Longest wait for the processes of a dead nginx to go before it is started again.
+const LEFTOVER_WAIT: Duration = Duration::from_secs(2);
+
 /// Where the configuration goes and what nginx listens on.
 pub struct Setup {
     pub conf_path: PathBuf,
@@ -109,6 +112,8 @@ pub struct NginxProc {
     /// there is not nginx's, and nginx will fail to bind it.
     address_taken: bool,
     restarts: RestartHistory,
+    /// The process group of an nginx that exited (and when), while its processes remain.
+    leftover: Option<(Pid, Instant)>,
     stopping: bool,
     given_up: bool,
 }
@@ -126,6 +131,7 @@ impl NginxProc {
             answered: false,
             address_taken: false,
             restarts: RestartHistory::default(),
+            leftover: None,
             stopping: false,
             given_up: false,
         }
@@ -189,7 +195,7 @@ impl NginxProc {
             return Ok(true);
         }
         if self.child.is_none() {
-            if self.stopping || self.given_up {
+            if self.stopping || self.given_up || self.workers_left() {
                 return Ok(false);
             }
             self.start()?;
@@ -219,6 +225,21 @@ impl NginxProc {
         Ok(false)
     }
 
+    /// Whether processes of the previous nginx's group are still there (waited for up to
+    /// `LEFTOVER_WAIT`: a zombie nobody reaps must not stop the restart).
+    fn workers_left(&mut self) -> bool {
+        let Some((group, since)) = self.leftover else {
+            return false;
+        };
+        if since.elapsed() < LEFTOVER_WAIT
+            && rustix::process::test_kill_process_group(group).is_ok()
+        {
+            return true;
+        }
+        self.leftover = None;
+        false
+    }
+
     /// Whether something accepts connections on nginx's address.
     fn answers(&self) -> bool {
         let target = loopback_if_unspecified(self.setup.listen);
@@ -241,6 +262,15 @@ impl NginxProc {
     /// repaired by a restart.
     pub fn reap(&mut self, launcher_stopping: bool) -> Option<String> {
         let status = self.child.as_mut()?.try_wait().ok().flatten()?;
+        // Its workers outlive a master that was killed, and keep its port: they go too,
+        // and nginx is started again only once they are gone.
+        self.leftover = self
+            .pid()
+            .and_then(|p| Pid::from_raw(p as i32))
+            .map(|group| (group, Instant::now()));
+        if let Some((group, _)) = self.leftover {
+            let _ = kill_process_group(group, Signal::KILL);
+        }
         self.child = None;
         let what = describe_exit(status);
         if launcher_stopping || self.stopping {

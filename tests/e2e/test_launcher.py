@@ -911,3 +911,26 @@ def test_ready_is_printed_only_once_nginx_answers(launcher_start, tmp_path):
     nginx_at, _ = p.find(r"nginx starting \(pid \d+")
     assert nginx_at <= ready_at
     assert answered[0] == 200 and answered[1].startswith("pid="), answered
+
+
+@needs_nginx
+def test_nginx_killed_later_is_restarted_and_serves_again(launcher_start, tmp_path):
+    p, listen = start_behind_nginx(launcher_start, tmp_path, 2)
+    old = int(p.find(r"nginx starting \(pid (\d+)")[1].split("pid ")[1].split(",")[0])
+    old_workers = launcher_descendants(old)
+    killed_at = time.monotonic()
+    os.kill(old, signal.SIGKILL)
+    p.wait_for(r"nginx was killed by signal 9 .*restarting it", 10, after=killed_at)
+    p.wait_for(r"nginx starting \(pid \d+", 10, after=killed_at)
+
+    def serves():
+        try:
+            return launcher_get(listen, timeout=2)[0] == 200
+        except (OSError, http.client.HTTPException):
+            return False
+
+    launcher_wait(serves, 15, "the restarted nginx to answer")
+    new = int(p.find(r"nginx starting \(pid (\d+)", after=killed_at)[1].split("pid ")[1].split(",")[0])
+    assert new != old and launcher_alive(new)
+    launcher_wait(lambda: not any(launcher_alive(w) for w in old_workers), 10, "the old workers to go")
+    assert "not restarting it" not in p.output(), p.output()
