@@ -24,11 +24,11 @@ pub const ENV_LISTEN_FDS: &str = "LISTEN_FDS";
 pub const ENV_LISTEN_PID: &str = "LISTEN_PID";
 pub const ENV_LISTEN_FDNAMES: &str = "LISTEN_FDNAMES";
 
-/// An instance's event loop sends a heartbeat at least this often while it turns. It
-/// checks right after each wake-up, and never sleeps longer than this, so a loop that
-/// stopped turning (an app stuck in a request) stopped at most this long after its last
-/// heartbeat: the launcher kills it only `--timeout` plus this interval after that
-/// heartbeat, which is never before the stuck work has run `--timeout`.
+/// An instance sends a heartbeat at least this often while its event loop turns (it never
+/// sleeps longer), and before a request runs if the last one is this old: a request stuck
+/// in the app started at most this long after the last heartbeat. The launcher kills an
+/// instance only `--timeout` plus this interval after its last heartbeat, which is never
+/// before the stuck request has run `--timeout`.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Whether this process was started by the launcher as one of its instances.

@@ -224,17 +224,21 @@ pub(crate) struct Shared<C> {
 
 /// Serves until a stop signal and the drain after it. Returns once every connection is
 /// closed (or the graceful timeout ran out).
-pub fn run<A: App>(app: &mut A, listener: Listener, settings: Settings) -> io::Result<()> {
+pub fn run<A: App>(app: &mut A, listener: Listener, mut settings: Settings) -> io::Result<()> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
+    let mut app = Beating {
+        app,
+        heartbeat: Heartbeat::new(settings.heartbeat.take()),
+    };
     let mut state = LoopState::new(&poll, listener, settings)?;
     loop {
-        state.beat();
+        state.beat(&mut app.heartbeat);
         state.flush_access_log();
         if state.drained() {
             break;
         }
-        let timeout = state.poll_timeout();
+        let timeout = state.poll_timeout(app.heartbeat.socket.is_some());
         let polled = app.unlocked(|| poll.poll(&mut events, timeout));
         if let Err(e) = polled {
             if e.kind() != io::ErrorKind::Interrupted {
@@ -242,17 +246,100 @@ pub fn run<A: App>(app: &mut A, listener: Listener, settings: Settings) -> io::R
             }
         }
         state.woke();
+        state.beat(&mut app.heartbeat);
         for event in events.iter() {
-            if let Flow::Exit = state.on_event(app, event, poll.registry()) {
+            if let Flow::Exit = state.on_event(&mut app, event, poll.registry()) {
                 return Ok(());
             }
         }
-        state.drive_again(app);
+        state.drive_again(&mut app);
         state.expire_timers();
-        state.accept(app, poll.registry());
+        state.accept(&mut app, poll.registry());
     }
     state.finish();
     Ok(())
+}
+
+/// The heartbeat to the launcher, when one supervises this instance.
+struct Heartbeat {
+    socket: Option<UnixDatagram>,
+    last: Option<Instant>,
+    /// Requests served and connections open, as of the loop's last wake-up.
+    requests: u64,
+    connections: u64,
+}
+
+impl Heartbeat {
+    fn new(socket: Option<UnixDatagram>) -> Self {
+        Heartbeat {
+            socket,
+            last: None,
+            requests: 0,
+            connections: 0,
+        }
+    }
+
+    /// Sends a heartbeat unless one went out less than `HEARTBEAT_INTERVAL` before `now`.
+    fn beat_if_due(&mut self, now: Instant) {
+        let Some(socket) = &self.socket else {
+            return;
+        };
+        if self
+            .last
+            .is_some_and(|t| now.saturating_duration_since(t) < HEARTBEAT_INTERVAL)
+        {
+            return;
+        }
+        let message = Message::Heartbeat {
+            requests: self.requests,
+            connections: self.connections,
+        };
+        let _ = socket.send(message.encode().as_bytes());
+        self.last = Some(now);
+    }
+}
+
+/// The app, with the heartbeat checked just before each request runs: a request that gets
+/// stuck started at most `HEARTBEAT_INTERVAL` after the last heartbeat, so the launcher,
+/// which waits `--timeout` plus that interval, never kills it early. The check reads the
+/// clock (no system call); a heartbeat goes out at most twice a second.
+struct Beating<'a, A> {
+    app: &'a mut A,
+    heartbeat: Heartbeat,
+}
+
+impl<A: App> App for Beating<'_, A> {
+    type Chunk = A::Chunk;
+    type Stream = A::Stream;
+    type Session = A::Session;
+
+    #[inline]
+    fn open_session(&mut self, peer: &Peer) -> Self::Session {
+        self.app.open_session(peer)
+    }
+
+    #[inline]
+    fn call(
+        &mut self,
+        session: &mut Self::Session,
+        request: &Request<'_>,
+        reply: &mut Reply<Self::Chunk>,
+    ) -> Result<Called<Self::Stream>, AppFailed> {
+        if self.heartbeat.socket.is_some() {
+            self.heartbeat.beat_if_due(Instant::now());
+        }
+        self.app.call(session, request, reply)
+    }
+
+    #[inline]
+    fn pull(&mut self, stream: &mut Self::Stream) -> Pull<Self::Chunk> {
+        self.app.pull(stream)
+    }
+
+    #[inline]
+    fn unlocked<R: Send, F: FnOnce() -> R + Send>(&mut self, f: F) -> R {
+        self.app.unlocked(f)
+    }
 }
 
 /// Whether the loop goes on after an event.
@@ -270,8 +357,6 @@ struct LoopState<A: App> {
     shared: Shared<A::Chunk>,
     max_connections: usize,
     gate: AcceptGate,
-    heartbeat: Option<UnixDatagram>,
-    last_heartbeat: Option<Instant>,
     listener_ready: bool,
     accept_paused_until: Option<Instant>,
     /// Out of descriptors: said once per episode, not on every retry.
@@ -312,8 +397,6 @@ impl<A: App> LoopState<A> {
             },
             max_connections: settings.max_connections,
             gate: AcceptGate::new(settings.shares_listener),
-            heartbeat: settings.heartbeat,
-            last_heartbeat: None,
             listener_ready: true,
             accept_paused_until: None,
             starved_logged: false,
@@ -326,23 +409,10 @@ impl<A: App> LoopState<A> {
     }
 
     /// Tells the launcher the loop turns, at most once per `HEARTBEAT_INTERVAL`.
-    fn beat(&mut self) {
-        let Some(socket) = &self.heartbeat else {
-            return;
-        };
-        let now = self.shared.now;
-        if self
-            .last_heartbeat
-            .is_some_and(|t| now.duration_since(t) < HEARTBEAT_INTERVAL)
-        {
-            return;
-        }
-        let message = Message::Heartbeat {
-            requests: self.shared.requests_served,
-            connections: self.conns.len() as u64,
-        };
-        let _ = socket.send(message.encode().as_bytes());
-        self.last_heartbeat = Some(now);
+    fn beat(&self, heartbeat: &mut Heartbeat) {
+        heartbeat.requests = self.shared.requests_served;
+        heartbeat.connections = self.conns.len() as u64;
+        heartbeat.beat_if_due(self.shared.now);
     }
 
     fn flush_access_log(&mut self) {
@@ -362,7 +432,7 @@ impl<A: App> LoopState<A> {
 
     /// How long poll() may wait: until the next timer, at most a heartbeat interval, and
     /// not at all when work is waiting.
-    fn poll_timeout(&mut self) -> Option<Duration> {
+    fn poll_timeout(&mut self, beating: bool) -> Option<Duration> {
         let mut wake = self.shared.timers.next();
         for t in [self.accept_paused_until, self.drain_deadline]
             .into_iter()
@@ -371,7 +441,7 @@ impl<A: App> LoopState<A> {
             wake = Some(wake.map_or(t, |w| w.min(t)));
         }
         let mut timeout = wake.map(|w| w.saturating_duration_since(Instant::now()));
-        if self.heartbeat.is_some() {
+        if beating {
             timeout = Some(timeout.map_or(HEARTBEAT_INTERVAL, |t| t.min(HEARTBEAT_INTERVAL)));
         }
         let holding = self.gate.holding(&self.conns, self.shared.now);
@@ -394,9 +464,6 @@ impl<A: App> LoopState<A> {
     fn woke(&mut self) {
         self.shared.now = Instant::now();
         self.shared.clock.tick();
-        // Before any request of this turn runs: a turn that gets stuck in the app started
-        // at most one interval after the last heartbeat.
-        self.beat();
     }
 
     fn on_event(

@@ -13,9 +13,10 @@ use crate::contract::HEARTBEAT_INTERVAL;
 /// Whether an instance last heard from at `last_heard` is to be killed at `now`.
 ///
 /// Before its `ready`, `last_heard` is its start and it gets `timeout` to become ready.
-/// Once ready, its loop stopped turning at most `HEARTBEAT_INTERVAL` after its last
-/// heartbeat, so it is killed `timeout` plus that interval after it: never before the
-/// stuck work has run `timeout`, at most one interval (and a launcher tick) later.
+/// Once ready, a request stuck in the app started at most `HEARTBEAT_INTERVAL` after its
+/// last heartbeat (see `contract::HEARTBEAT_INTERVAL`), so it is killed `timeout` plus that
+/// interval after it: never before the stuck request has run `timeout`, at most one
+/// interval (and a launcher tick) later.
 pub fn is_hung(ready: bool, last_heard: Instant, timeout: Duration, now: Instant) -> bool {
     let allowed = if ready {
         timeout + HEARTBEAT_INTERVAL

@@ -19,7 +19,7 @@ def app(environ, start_response):
             os.replace(path + ".new", path)
         seconds = float(environ.get("QUERY_STRING", "s=inf").partition("=")[2] or "inf")
         while time.time() - started < seconds:
-            time.sleep(min(1.0, seconds))
+            time.sleep(min(1.0, seconds - (time.time() - started)))
         body = b"slept"
     else:
         body = f"pid={os.getpid()}".encode()

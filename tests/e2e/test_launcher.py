@@ -934,3 +934,35 @@ def test_nginx_killed_later_is_restarted_and_serves_again(launcher_start, tmp_pa
     assert new != old and launcher_alive(new)
     launcher_wait(lambda: not any(launcher_alive(w) for w in old_workers), 10, "the old workers to go")
     assert "not restarting it" not in p.output(), p.output()
+
+
+def test_timeout_counts_from_the_stuck_request_not_from_the_work_before_it(launcher_start, tmp_path):
+    # A 1.5 s request, then (pipelined, so in the same turn of the event loop) one that never
+    # ends: with --timeout 2 the second must run 2 s, not 0.5 s, before its instance dies.
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    port = launcher_free_ports(1)[0]
+    p = launcher_start(
+        "--port-range", f"{port}-{port}", "--timeout", "2", APPS / "timeout_app.py:app",
+        env={"TIMEOUT_TEST_MARKS": str(marks)},
+    )
+    p.wait_ready()
+    pid = p.instance_pids()[0]
+    mark = marks / str(pid)
+    conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        conn.sendall(
+            b"GET /sleep?s=1.5 HTTP/1.1\r\nHost: t\r\n\r\nGET /sleep?s=inf HTTP/1.1\r\nHost: t\r\n\r\n"
+        )
+        first = float(launcher_wait(lambda: mark.exists() and mark.read_text(), 10, "the first start"))
+        second = float(
+            launcher_wait(
+                lambda: mark.read_text() != repr(first) and mark.read_text(), 10, "the second start"
+            )
+        )
+        killed = launcher_wait_dead(pid, 10)
+    finally:
+        conn.close()
+    age = killed - second
+    print(f"--timeout 2: the stuck request ran {age:.3f}s, {second - first:.3f}s after the first")
+    assert 2.0 <= age <= 3.2, f"killed {age:.3f}s into the stuck request"
