@@ -93,7 +93,10 @@ fn listen(config: &InstanceConfig, fds: &mut listenfd::ListenFd) -> Result<Bound
         return match fds.take_unix_listener(0) {
             Ok(Some(l)) => describe_unix(l, None),
             Ok(None) => Err("the inherited listening socket was already taken".into()),
-            Err(e) => Err(format!("the inherited fd 3 is not a listening socket: {e}")),
+            Err(e) => Err(format!(
+                "the inherited fd {} is not a listening socket: {e}",
+                contract::LISTEN_FD
+            )),
         };
     }
     let socket = crate::listen::bind(&config.bind, config.backlog)?;
