@@ -1,33 +1,25 @@
 //! One instance: stop signals, Python, the app, the listening socket, the event loop,
 //! in that order, and the clean exit after it.
 //!
-//! Glue only: it must never parse HTTP or call the app itself. Exit codes: 0 after a
-//! graceful stop, 2 when the app (or its virtualenv) cannot be loaded, 1 for other
-//! start-up failures such as a port in use.
+//! Glue only: it must never parse HTTP or call the app itself. Its exit codes are
+//! `contract::ExitCode`: graceful stop, app not loadable, other failures.
 
 use std::io::{self, Write};
 use std::os::unix::net::{UnixDatagram, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use signal_hook::iterator::Signals;
-use socket2::{Domain, SockAddr, Socket, Type};
+use socket2::{Domain, Socket};
 
 use crate::config::{BindAddr, InstanceConfig};
+use crate::contract::{self, ExitCode, Message};
 use crate::log;
 use crate::server::{self, Listener};
 use crate::wsgi;
 
-/// Set by the launcher in the environment of the instances it starts.
-pub const UNDER_LAUNCHER: &str = "EVSERVE_INSTANCE";
-
-/// Set by the launcher: the instance's number.
-pub const INSTANCE_ID_VAR: &str = "EVSERVE_INSTANCE_ID";
-
-pub fn under_launcher() -> bool {
-    std::env::var_os(UNDER_LAUNCHER).is_some_and(|v| v == "1")
-}
+pub use crate::contract::under_launcher;
 
 /// Where the instance listens, and what to clean up at exit.
 struct Listening {
@@ -36,36 +28,6 @@ struct Listening {
     server_port: String,
     shown: String,
     unix_path: Option<PathBuf>,
-}
-
-fn bind_tcp(addr: std::net::SocketAddr, backlog: u32) -> io::Result<Socket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
-    Ok(socket)
-}
-
-fn bind_unix(path: &Path, backlog: u32) -> Result<Socket, String> {
-    if path.exists() {
-        // A live server answers; a stale socket file from a crash does not.
-        if UnixStream::connect(path).is_ok() {
-            return Err(format!(
-                "cannot listen on unix:{}: another server is listening there",
-                path.display()
-            ));
-        }
-        std::fs::remove_file(path)
-            .map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
-    }
-    let fail = |e: io::Error| format!("cannot listen on unix:{}: {e}", path.display());
-    let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(fail)?;
-    let addr = SockAddr::unix(path).map_err(fail)?;
-    socket.bind(&addr).map_err(fail)?;
-    socket
-        .listen(backlog.min(i32::MAX as u32) as i32)
-        .map_err(fail)?;
-    Ok(socket)
 }
 
 fn describe_tcp(listener: std::net::TcpListener) -> Result<Listening, String> {
@@ -99,6 +61,28 @@ fn describe_unix(
     })
 }
 
+/// `evserve: instance 2 hello:application :8003` under the launcher, else
+/// `evserve: instance hello:application http://127.0.0.1:8000`.
+fn set_title(app: &str, bound: &Listening) {
+    match contract::instance_id() {
+        Some(id) if under_launcher() => {
+            let place = if bound.server_port.is_empty() {
+                bound.shown.clone()
+            } else {
+                format!(":{}", bound.server_port)
+            };
+            crate::proctitle::set(
+                &format!("evserve: instance {id} {app} {place}"),
+                &format!("evserve-inst-{id}"),
+            );
+        }
+        _ => crate::proctitle::set(
+            &format!("evserve: instance {app} {}", bound.shown),
+            "evserve-inst",
+        ),
+    }
+}
+
 /// The socket handed over by the launcher (fd 3) and its control channel (fd 4), or
 /// a socket of our own.
 fn listen(config: &InstanceConfig, fds: &mut listenfd::ListenFd) -> Result<Listening, String> {
@@ -110,19 +94,16 @@ fn listen(config: &InstanceConfig, fds: &mut listenfd::ListenFd) -> Result<Liste
         return match fds.take_unix_listener(0) {
             Ok(Some(l)) => describe_unix(l, None),
             Ok(None) => Err("the inherited listening socket was already taken".into()),
-            Err(e) => Err(format!("the inherited fd 3 is not a listening socket: {e}")),
+            Err(e) => Err(format!(
+                "the inherited fd {} is not a listening socket: {e}",
+                contract::LISTEN_FD
+            )),
         };
     }
+    let socket = crate::listen::bind(&config.bind, config.backlog)?;
     match &config.bind {
-        BindAddr::Tcp(addr) => {
-            let socket = bind_tcp(*addr, config.backlog)
-                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-            describe_tcp(socket.into())
-        }
-        BindAddr::Unix(path) => {
-            let socket = bind_unix(path, config.backlog)?;
-            describe_unix(socket.into(), Some(path.clone()))
-        }
+        BindAddr::Tcp(_) => describe_tcp(socket.into()),
+        BindAddr::Unix(path) => describe_unix(socket.into(), Some(path.clone())),
     }
 }
 
@@ -145,10 +126,13 @@ fn open_access_log(target: &Option<String>) -> Result<Option<Box<dyn Write>>, St
 const WATCHDOG_MARGIN: Duration = Duration::from_secs(1);
 /// After a second stop signal, how long the event loop gets to exit by itself.
 const SECOND_SIGNAL_GRACE: Duration = Duration::from_millis(500);
+/// How often the watchdog looks for a second signal and the deadline.
+const WATCHDOG_CHECK: Duration = Duration::from_millis(20);
 
 /// The event loop cannot see a stop signal while the app is stuck inside a request. This
 /// thread (it never touches Python) ends the process when the loop could not: at the
-/// graceful timeout, or soon after a second signal.
+/// graceful timeout, or soon after a second signal. Signals that arrive together (SIGTERM
+/// and SIGINT at once, or one signal delivered twice) are one stop, as in the event loop.
 fn start_watchdog(graceful: Duration) -> io::Result<()> {
     let mut signals = Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
     std::thread::Builder::new()
@@ -157,18 +141,24 @@ fn start_watchdog(graceful: Duration) -> io::Result<()> {
             if signals.forever().next().is_none() {
                 return;
             }
-            let deadline = Instant::now() + graceful + WATCHDOG_MARGIN;
+            let first = Instant::now();
+            let deadline = first + graceful + WATCHDOG_MARGIN;
+            let mut checked = first;
             loop {
-                if signals.pending().next().is_some() {
+                // A signal seen now arrived after the previous check: one that may have
+                // arrived within `SAME_STOP_WITHIN` of the first is part of the same stop.
+                let arrived = signals.pending().count() > 0;
+                if arrived && checked.duration_since(first) >= server::SAME_STOP_WITHIN {
                     std::thread::sleep(SECOND_SIGNAL_GRACE);
                     log::warn("second stop signal while a request is still running: exiting now");
-                    std::process::exit(1);
+                    std::process::exit(ExitCode::Failure.code());
                 }
-                if Instant::now() >= deadline {
+                checked = Instant::now();
+                if checked >= deadline {
                     log::warn("graceful timeout passed with a request still running: exiting now");
-                    std::process::exit(1);
+                    std::process::exit(ExitCode::Failure.code());
                 }
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(WATCHDOG_CHECK);
             }
         })?;
     Ok(())
@@ -221,6 +211,8 @@ fn prepare_process(config: &InstanceConfig) -> Result<(), String> {
 }
 
 pub fn run(config: InstanceConfig) -> i32 {
+    // While the process has one thread (see `proctitle::prepare`).
+    crate::proctitle::prepare();
     if crate::preload::is_preloader() {
         return run_preloader(config);
     }
@@ -232,13 +224,13 @@ pub fn run(config: InstanceConfig) -> i32 {
         Ok(p) => p,
         Err(message) => {
             log::fatal(&message);
-            return 1;
+            return ExitCode::Failure.code();
         }
     };
     let mut fds = listenfd::ListenFd::from_env();
     if let Err(message) = wsgi::interpreter::start(&config.python) {
         log::fatal(&message);
-        return 2;
+        return ExitCode::AppLoadFailure.code();
     }
     let code = Python::attach(|py| {
         let app = match load(py, &config) {
@@ -249,7 +241,7 @@ pub fn run(config: InstanceConfig) -> i32 {
             Ok(bound) => (bound, take_control(&mut fds)),
             Err(message) => {
                 log::fatal(&message);
-                return 1;
+                return ExitCode::Failure.code();
             }
         };
         serve(py, &config, app, sockets, access_log, signal_read)
@@ -261,7 +253,7 @@ pub fn run(config: InstanceConfig) -> i32 {
 fn load<'py>(py: Python<'py>, config: &InstanceConfig) -> Result<Bound<'py, PyAny>, i32> {
     wsgi::load_app(py, &config.app).map_err(|message| {
         log::fatal(&message);
-        2
+        ExitCode::AppLoadFailure.code()
     })
 }
 
@@ -275,7 +267,7 @@ fn finish(code: i32) -> i32 {
 }
 
 fn take_control(fds: &mut listenfd::ListenFd) -> Option<UnixDatagram> {
-    match fds.take_unix_datagram(1) {
+    match fds.take_unix_datagram(contract::CONTROL_FD_INDEX) {
         Ok(Some(sock)) => {
             let _ = sock.set_nonblocking(true);
             Some(sock)
@@ -290,19 +282,19 @@ fn take_control(fds: &mut listenfd::ListenFd) -> Option<UnixDatagram> {
 fn run_preloader(config: InstanceConfig) -> i32 {
     if let Err(message) = prepare_process(&config) {
         log::fatal(&message);
-        return 1;
+        return ExitCode::Failure.code();
     }
     let mut fds = listenfd::ListenFd::from_env();
     let socket = match fds.take_unix_datagram(0) {
         Ok(Some(s)) => s,
         _ => {
             log::fatal("the preloader was started without its socket (fd 3)");
-            return 1;
+            return ExitCode::Failure.code();
         }
     };
     if let Err(message) = wsgi::interpreter::start(&config.python) {
         log::fatal(&message);
-        return 2;
+        return ExitCode::AppLoadFailure.code();
     }
     let code = Python::attach(|py| {
         let app = match load(py, &config) {
@@ -311,7 +303,7 @@ fn run_preloader(config: InstanceConfig) -> i32 {
         };
         if let Err(message) = wsgi::fork::freeze(py) {
             log::fatal(&message);
-            return 1;
+            return ExitCode::Failure.code();
         }
         match crate::preload::serve_fork_requests(py, socket) {
             crate::preload::Outcome::Exit(code) => code,
@@ -328,13 +320,13 @@ fn serve_forked(
     app: Bound<'_, PyAny>,
     forked: crate::preload::Forked,
 ) -> i32 {
-    std::env::set_var(INSTANCE_ID_VAR, forked.slot.to_string());
+    std::env::set_var(contract::ENV_INSTANCE_ID, forked.slot.to_string());
     let launcher = std::env::var(crate::preload::LAUNCHER_PID_VAR)
         .ok()
         .and_then(|p| p.parse().ok());
     if !crate::preload::wait_for_adoption(launcher) {
         log::fatal("the launcher is gone");
-        return 1;
+        return ExitCode::Failure.code();
     }
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
     let prepared = install_stop_signals(config.timeouts.graceful)
@@ -343,7 +335,7 @@ fn serve_forked(
         Ok(p) => p,
         Err(message) => {
             log::fatal(&message);
-            return 1;
+            return ExitCode::Failure.code();
         }
     };
     let control = UnixDatagram::from(forked.control);
@@ -352,7 +344,7 @@ fn serve_forked(
         Ok(b) => b,
         Err(message) => {
             log::fatal(&message);
-            return 1;
+            return ExitCode::Failure.code();
         }
     };
     serve(
@@ -396,9 +388,10 @@ fn serve(
         Err(e) => {
             e.display(py);
             log::fatal("cannot prepare the WSGI environ");
-            return 1;
+            return ExitCode::Failure.code();
         }
     };
+    set_title(&config.app.text, &bound);
     log::info(&format!(
         "Listening at: {} ({})",
         bound.shown,
@@ -413,7 +406,7 @@ fn serve(
             .unwrap_or("?")
     ));
     if let Some(c) = &control {
-        let _ = c.send(b"ready");
+        let _ = c.send(Message::Ready.encode().as_bytes());
     }
     let settings = server::Settings {
         limits: config.limits,
@@ -432,11 +425,11 @@ fn serve(
     match result {
         Ok(()) => {
             log::info("Shutdown complete");
-            0
+            ExitCode::Graceful.code()
         }
         Err(e) => {
             log::error(&format!("event loop failed: {e}"));
-            1
+            ExitCode::Failure.code()
         }
     }
 }

@@ -6,11 +6,14 @@
 
 pub mod cli;
 pub mod config;
+pub mod contract;
 pub mod http1;
 pub mod instance;
+pub mod listen;
 pub mod log;
 pub mod nginx;
 pub mod preload;
+pub mod proctitle;
 pub mod server;
 pub mod supervisor;
 pub mod wsgi;

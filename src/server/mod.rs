@@ -18,6 +18,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::config::Timeouts;
+use crate::contract::{Message, HEARTBEAT_INTERVAL};
 use crate::http1::{Head, Limits};
 use crate::log;
 
@@ -26,6 +27,11 @@ pub use output::Output;
 
 use conn::Conn;
 use timers::Timers;
+
+/// Stop signals that arrive within this of the first are the same stop delivered twice
+/// (SIGTERM and SIGINT together, a terminal's Ctrl-C plus a wrapper forwarding it), not
+/// a request to exit at once.
+pub const SAME_STOP_WITHIN: Duration = Duration::from_millis(100);
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
@@ -218,160 +224,336 @@ pub(crate) struct Shared<C> {
 
 /// Serves until a stop signal and the drain after it. Returns once every connection is
 /// closed (or the graceful timeout ran out).
-pub fn run<A: App>(app: &mut A, listener: Listener, settings: Settings) -> io::Result<()> {
+pub fn run<A: App>(app: &mut A, listener: Listener, mut settings: Settings) -> io::Result<()> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
-    let mut listener = Some(listener);
-    if let Some(l) = listener.as_mut() {
-        l.register(poll.registry(), LISTENER)?;
-    }
-    settings.signals.set_nonblocking(true)?;
-    let mut signals = mio::net::UnixStream::from_std(settings.signals);
-    poll.registry()
-        .register(&mut signals, SIGNALS, Interest::READABLE)?;
-
-    let mut conns: Slab<Conn<A>> = Slab::with_capacity(1024);
-    let mut shared = Shared {
-        limits: settings.limits,
-        timeouts: settings.timeouts,
-        clock: Clock::new(),
-        now: Instant::now(),
-        timers: Timers::default(),
-        pool: Vec::new(),
-        reply: Reply::new(),
-        access_log: settings.access_log,
-        log_dirty: false,
-        draining: false,
-        requests_served: 0,
+    let mut app = Beating {
+        app,
+        heartbeat: Heartbeat::new(settings.heartbeat.take()),
     };
-    let max_connections = settings.max_connections;
-    let mut gate = AcceptGate::new(settings.shares_listener);
-    let heartbeat = settings.heartbeat;
-    let mut last_heartbeat: Option<Instant> = None;
-    let mut listener_ready = true;
-    let mut accept_paused_until: Option<Instant> = None;
-    // Out of descriptors: said once per episode, not on every retry.
-    let mut starved_logged = false;
-    let mut drain_deadline: Option<Instant> = None;
-    let mut serial: u64 = 0;
-    // Connections with work left that no event will announce (a step budget ran out).
-    let mut again: Vec<usize> = Vec::new();
-    let mut again_next: Vec<usize> = Vec::new();
-
+    let mut state = LoopState::new(&poll, listener, settings)?;
     loop {
-        // Heartbeat: proves to the launcher that the loop turns.
-        if let Some(hb) = &heartbeat {
-            if last_heartbeat.is_none_or(|t| shared.now.duration_since(t) >= Duration::from_secs(1))
-            {
-                let msg = format!("hb {} {}", shared.requests_served, conns.len());
-                let _ = hb.send(msg.as_bytes());
-                last_heartbeat = Some(shared.now);
-            }
-        }
-        if let Some(out) = shared.access_log.as_mut() {
-            if shared.log_dirty {
-                let _ = out.flush();
-                shared.log_dirty = false;
-            }
-        }
-        if shared.draining && (conns.is_empty() || drain_deadline.is_some_and(|d| shared.now >= d))
-        {
+        state.beat(&mut app.heartbeat);
+        state.flush_access_log();
+        if state.drained() {
             break;
         }
-
-        let mut wake = shared.timers.next();
-        for t in [accept_paused_until, drain_deadline].into_iter().flatten() {
-            wake = Some(wake.map_or(t, |w| w.min(t)));
-        }
-        let mut timeout = wake.map(|w| w.saturating_duration_since(Instant::now()));
-        if heartbeat.is_some() {
-            timeout =
-                Some(timeout.map_or(Duration::from_secs(1), |t| t.min(Duration::from_secs(1))));
-        }
-        let holding = gate.holding(&conns, shared.now);
-        if let Some(until) = holding {
-            let left = until.saturating_duration_since(shared.now);
-            timeout = Some(timeout.map_or(left, |t| t.min(left)));
-        }
-        let may_accept = listener.is_some()
-            && listener_ready
-            && holding.is_none()
-            && accept_paused_until.is_none()
-            && conns.len() < max_connections;
-        if !again.is_empty() || may_accept {
-            timeout = Some(Duration::ZERO);
-        }
+        let timeout = state.poll_timeout(app.heartbeat.socket.is_some());
         let polled = app.unlocked(|| poll.poll(&mut events, timeout));
         if let Err(e) = polled {
             if e.kind() != io::ErrorKind::Interrupted {
                 return Err(e);
             }
         }
-        shared.now = Instant::now();
-        shared.clock.tick();
-
+        state.woke();
+        state.beat(&mut app.heartbeat);
         for event in events.iter() {
-            match event.token() {
-                LISTENER => listener_ready = true,
-                SIGNALS => {
-                    let mut buf = [0u8; 16];
-                    let mut count = 0;
-                    while let Ok(n) = signals.read(&mut buf) {
-                        if n == 0 {
-                            break;
-                        }
-                        count += n;
-                    }
-                    if count == 0 {
-                        continue;
-                    }
-                    if shared.draining || count > 1 {
-                        log::info("second stop signal: exiting now");
-                        return Ok(());
-                    }
-                    let in_flight = conns.iter().filter(|(_, c)| !c.is_idle()).count();
-                    log::info(&format!(
-                        "stop signal: no longer accepting; waiting up to {}s for {in_flight} in-flight request(s)",
-                        shared.timeouts.graceful.as_secs()
-                    ));
-                    shared.draining = true;
-                    drain_deadline = Some(shared.now + shared.timeouts.graceful);
-                    if let Some(mut l) = listener.take() {
-                        let _ = l.deregister(poll.registry());
-                    }
-                    for (slot, conn) in conns.iter_mut() {
-                        conn.begin_drain(&mut shared, slot);
-                    }
-                }
-                Token(t) => {
-                    let slot = t - FIRST_CONN;
-                    let Some(conn) = conns.get_mut(slot) else {
-                        continue;
-                    };
-                    if event.is_readable() || event.is_read_closed() || event.is_error() {
-                        conn.read_ready = true;
-                    }
-                    if event.is_read_closed() || event.is_error() {
-                        conn.peer_closed = true;
-                    }
-                    if event.is_writable() || event.is_write_closed() || event.is_error() {
-                        conn.write_ready = true;
-                    }
-                    drive_slot(app, &mut conns, &mut shared, slot, &mut again_next);
-                }
+            if let Flow::Exit = state.on_event(&mut app, event, poll.registry()) {
+                return Ok(());
             }
         }
+        state.drive_again(&mut app);
+        state.expire_timers();
+        state.accept(&mut app, poll.registry());
+    }
+    state.finish();
+    Ok(())
+}
 
-        for slot in std::mem::take(&mut again) {
-            if conns.contains(slot) {
-                drive_slot(app, &mut conns, &mut shared, slot, &mut again_next);
+/// The heartbeat to the launcher, when one supervises this instance.
+struct Heartbeat {
+    socket: Option<UnixDatagram>,
+    last: Option<Instant>,
+    /// Requests served and connections open, as of the loop's last wake-up.
+    requests: u64,
+    connections: u64,
+}
+
+impl Heartbeat {
+    fn new(socket: Option<UnixDatagram>) -> Self {
+        Heartbeat {
+            socket,
+            last: None,
+            requests: 0,
+            connections: 0,
+        }
+    }
+
+    /// Sends a heartbeat unless one went out less than `HEARTBEAT_INTERVAL` before `now`.
+    fn beat_if_due(&mut self, now: Instant) {
+        let Some(socket) = &self.socket else {
+            return;
+        };
+        if self
+            .last
+            .is_some_and(|t| now.saturating_duration_since(t) < HEARTBEAT_INTERVAL)
+        {
+            return;
+        }
+        let message = Message::Heartbeat {
+            requests: self.requests,
+            connections: self.connections,
+        };
+        let _ = socket.send(message.encode().as_bytes());
+        self.last = Some(now);
+    }
+}
+
+/// The app, with the heartbeat checked just before each request runs: a request that gets
+/// stuck started at most `HEARTBEAT_INTERVAL` after the last heartbeat, so the launcher,
+/// which waits `--timeout` plus that interval, never kills it early. The check reads the
+/// clock (no system call); a heartbeat goes out at most twice a second.
+struct Beating<'a, A> {
+    app: &'a mut A,
+    heartbeat: Heartbeat,
+}
+
+impl<A: App> App for Beating<'_, A> {
+    type Chunk = A::Chunk;
+    type Stream = A::Stream;
+    type Session = A::Session;
+
+    #[inline]
+    fn open_session(&mut self, peer: &Peer) -> Self::Session {
+        self.app.open_session(peer)
+    }
+
+    #[inline]
+    fn call(
+        &mut self,
+        session: &mut Self::Session,
+        request: &Request<'_>,
+        reply: &mut Reply<Self::Chunk>,
+    ) -> Result<Called<Self::Stream>, AppFailed> {
+        if self.heartbeat.socket.is_some() {
+            self.heartbeat.beat_if_due(Instant::now());
+        }
+        self.app.call(session, request, reply)
+    }
+
+    #[inline]
+    fn pull(&mut self, stream: &mut Self::Stream) -> Pull<Self::Chunk> {
+        self.app.pull(stream)
+    }
+
+    #[inline]
+    fn unlocked<R: Send, F: FnOnce() -> R + Send>(&mut self, f: F) -> R {
+        self.app.unlocked(f)
+    }
+}
+
+/// Whether the loop goes on after an event.
+enum Flow {
+    Continue,
+    /// A second stop signal: exit without waiting for the connections.
+    Exit,
+}
+
+/// Everything the event loop keeps between turns, except the poller and its event buffer.
+struct LoopState<A: App> {
+    listener: Option<Listener>,
+    signals: mio::net::UnixStream,
+    conns: Slab<Conn<A>>,
+    shared: Shared<A::Chunk>,
+    max_connections: usize,
+    gate: AcceptGate,
+    listener_ready: bool,
+    accept_paused_until: Option<Instant>,
+    /// Out of descriptors: said once per episode, not on every retry.
+    starved_logged: bool,
+    drain_deadline: Option<Instant>,
+    /// When the (first) stop signal was read.
+    stop_at: Option<Instant>,
+    serial: u64,
+    /// Connections with work left that no event will announce (a step budget ran out).
+    again: Vec<usize>,
+    again_next: Vec<usize>,
+}
+
+impl<A: App> LoopState<A> {
+    fn new(poll: &Poll, listener: Listener, settings: Settings) -> io::Result<Self> {
+        let mut listener = listener;
+        listener.register(poll.registry(), LISTENER)?;
+        settings.signals.set_nonblocking(true)?;
+        let mut signals = mio::net::UnixStream::from_std(settings.signals);
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        Ok(LoopState {
+            listener: Some(listener),
+            signals,
+            conns: Slab::with_capacity(1024),
+            shared: Shared {
+                limits: settings.limits,
+                timeouts: settings.timeouts,
+                clock: Clock::new(),
+                now: Instant::now(),
+                timers: Timers::default(),
+                pool: Vec::new(),
+                reply: Reply::new(),
+                access_log: settings.access_log,
+                log_dirty: false,
+                draining: false,
+                requests_served: 0,
+            },
+            max_connections: settings.max_connections,
+            gate: AcceptGate::new(settings.shares_listener),
+            listener_ready: true,
+            accept_paused_until: None,
+            starved_logged: false,
+            drain_deadline: None,
+            stop_at: None,
+            serial: 0,
+            again: Vec::new(),
+            again_next: Vec::new(),
+        })
+    }
+
+    /// Tells the launcher the loop turns, at most once per `HEARTBEAT_INTERVAL`.
+    fn beat(&self, heartbeat: &mut Heartbeat) {
+        heartbeat.requests = self.shared.requests_served;
+        heartbeat.connections = self.conns.len() as u64;
+        heartbeat.beat_if_due(self.shared.now);
+    }
+
+    fn flush_access_log(&mut self) {
+        if let Some(out) = self.shared.access_log.as_mut() {
+            if self.shared.log_dirty {
+                let _ = out.flush();
+                self.shared.log_dirty = false;
             }
         }
-        std::mem::swap(&mut again, &mut again_next);
+    }
 
-        // Timeouts.
+    /// Draining, and every connection is closed or the graceful timeout ran out.
+    fn drained(&self) -> bool {
+        self.shared.draining
+            && (self.conns.is_empty() || self.drain_deadline.is_some_and(|d| self.shared.now >= d))
+    }
+
+    /// How long poll() may wait: until the next timer, at most a heartbeat interval, and
+    /// not at all when work is waiting.
+    fn poll_timeout(&mut self, beating: bool) -> Option<Duration> {
+        let mut wake = self.shared.timers.next();
+        for t in [self.accept_paused_until, self.drain_deadline]
+            .into_iter()
+            .flatten()
+        {
+            wake = Some(wake.map_or(t, |w| w.min(t)));
+        }
+        let mut timeout = wake.map(|w| w.saturating_duration_since(Instant::now()));
+        if beating {
+            timeout = Some(timeout.map_or(HEARTBEAT_INTERVAL, |t| t.min(HEARTBEAT_INTERVAL)));
+        }
+        let holding = self.gate.holding(&self.conns, self.shared.now);
+        if let Some(until) = holding {
+            let left = until.saturating_duration_since(self.shared.now);
+            timeout = Some(timeout.map_or(left, |t| t.min(left)));
+        }
+        let may_accept = self.listener.is_some()
+            && self.listener_ready
+            && holding.is_none()
+            && self.accept_paused_until.is_none()
+            && self.conns.len() < self.max_connections;
+        if !self.again.is_empty() || may_accept {
+            timeout = Some(Duration::ZERO);
+        }
+        timeout
+    }
+
+    /// Right after poll() returns.
+    fn woke(&mut self) {
+        self.shared.now = Instant::now();
+        self.shared.clock.tick();
+    }
+
+    fn on_event(
+        &mut self,
+        app: &mut A,
+        event: &mio::event::Event,
+        registry: &mio::Registry,
+    ) -> Flow {
+        match event.token() {
+            LISTENER => self.listener_ready = true,
+            SIGNALS => {
+                if read_signals(&mut self.signals) {
+                    return self.on_stop_signal(registry);
+                }
+            }
+            Token(t) => {
+                let slot = t - FIRST_CONN;
+                let Some(conn) = self.conns.get_mut(slot) else {
+                    return Flow::Continue;
+                };
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    conn.read_ready = true;
+                }
+                if event.is_read_closed() || event.is_error() {
+                    conn.peer_closed = true;
+                }
+                if event.is_writable() || event.is_write_closed() || event.is_error() {
+                    conn.write_ready = true;
+                }
+                self.drive(app, slot);
+            }
+        }
+        Flow::Continue
+    }
+
+    /// The first stop signal starts the drain; signals read together with it, or soon
+    /// after, are the same stop; a later one exits at once.
+    fn on_stop_signal(&mut self, registry: &mio::Registry) -> Flow {
+        let now = self.shared.now;
+        if let Some(first) = self.stop_at {
+            if now.saturating_duration_since(first) >= SAME_STOP_WITHIN {
+                log::info("second stop signal: exiting now");
+                return Flow::Exit;
+            }
+            return Flow::Continue;
+        }
+        self.stop_at = Some(now);
+        let in_flight = self.conns.iter().filter(|(_, c)| !c.is_idle()).count();
+        log::info(&format!(
+            "stop signal: no longer accepting; waiting up to {}s for {}",
+            self.shared.timeouts.graceful.as_secs(),
+            log::count(in_flight, "in-flight request", "in-flight requests")
+        ));
+        self.shared.draining = true;
+        self.drain_deadline = Some(now + self.shared.timeouts.graceful);
+        if let Some(mut l) = self.listener.take() {
+            let _ = l.deregister(registry);
+        }
+        for (slot, conn) in self.conns.iter_mut() {
+            conn.begin_drain(&mut self.shared, slot);
+        }
+        Flow::Continue
+    }
+
+    /// Moves one connection on; one that runs out of its step budget goes again next turn.
+    fn drive(&mut self, app: &mut A, slot: usize) {
+        drive_slot(
+            app,
+            &mut self.conns,
+            &mut self.shared,
+            slot,
+            &mut self.again_next,
+        );
+    }
+
+    /// Connections whose step budget ran out in the previous turn.
+    fn drive_again(&mut self, app: &mut A) {
+        for slot in std::mem::take(&mut self.again) {
+            if self.conns.contains(slot) {
+                self.drive(app, slot);
+            }
+        }
+        std::mem::swap(&mut self.again, &mut self.again_next);
+    }
+
+    /// Closes the connections whose deadline passed; re-arms the ones whose moved.
+    fn expire_timers(&mut self) {
+        let shared = &mut self.shared;
         while let Some((_, slot, conn_serial)) = shared.timers.pop_due(shared.now) {
-            let Some(conn) = conns.get_mut(slot) else {
+            let Some(conn) = self.conns.get_mut(slot) else {
                 continue;
             };
             if conn.serial != conn_serial {
@@ -380,8 +562,8 @@ pub fn run<A: App>(app: &mut A, listener: Listener, settings: Settings) -> io::R
             conn.scheduled = None;
             match conn.deadline {
                 Some(d) if d <= shared.now => {
-                    conn.on_timeout(&mut shared);
-                    close_conn(&mut conns, &mut shared, slot);
+                    conn.on_timeout(shared);
+                    close_conn(&mut self.conns, shared, slot);
                 }
                 Some(d) => {
                     conn.scheduled = Some(d);
@@ -390,63 +572,86 @@ pub fn run<A: App>(app: &mut A, listener: Listener, settings: Settings) -> io::R
                 None => {}
             }
         }
+    }
 
-        // Accept new connections.
-        if accept_paused_until.is_some_and(|t| shared.now >= t) {
-            accept_paused_until = None;
-            listener_ready = true;
+    /// Accepts up to `ACCEPT_BATCH` connections and serves each as far as it goes.
+    fn accept(&mut self, app: &mut A, registry: &mio::Registry) {
+        if self
+            .accept_paused_until
+            .is_some_and(|t| self.shared.now >= t)
+        {
+            self.accept_paused_until = None;
+            self.listener_ready = true;
         }
-        if let Some(l) = listener.as_mut() {
-            let mut accepted = 0;
-            while listener_ready
-                && gate.holding(&conns, shared.now).is_none()
-                && accept_paused_until.is_none()
-                && conns.len() < max_connections
-                && accepted < ACCEPT_BATCH
-            {
-                accepted += 1;
-                match l.accept() {
-                    Ok((stream, peer)) => {
-                        starved_logged = false;
-                        serial += 1;
-                        let slot = conns.insert(Conn::new(stream, peer, serial, shared.now));
-                        serve_new(
-                            app,
-                            &mut conns,
-                            &mut shared,
-                            slot,
-                            poll.registry(),
-                            &mut again,
-                        );
-                        gate.accepted(slot, serial, shared.now);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        listener_ready = false;
-                        gate.drained();
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if is_out_of_resources(&e) => {
-                        if !starved_logged {
-                            log::warn(&format!(
-                                "cannot accept more connections ({e}) with {} open; retrying every 100 ms",
-                                conns.len()
-                            ));
-                            starved_logged = true;
-                        }
-                        accept_paused_until = Some(shared.now + Duration::from_millis(100));
-                    }
-                    // The peer went away between SYN and accept, or similar: try the next.
-                    Err(_) => {}
+        let Some(listener) = self.listener.as_mut() else {
+            return;
+        };
+        let mut accepted = 0;
+        while self.listener_ready
+            && self.gate.holding(&self.conns, self.shared.now).is_none()
+            && self.accept_paused_until.is_none()
+            && self.conns.len() < self.max_connections
+            && accepted < ACCEPT_BATCH
+        {
+            accepted += 1;
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    self.starved_logged = false;
+                    self.serial += 1;
+                    let conn = Conn::new(stream, peer, self.serial, self.shared.now);
+                    let slot = self.conns.insert(conn);
+                    serve_new(
+                        app,
+                        &mut self.conns,
+                        &mut self.shared,
+                        slot,
+                        registry,
+                        &mut self.again,
+                    );
+                    self.gate.accepted(slot, self.serial, self.shared.now);
                 }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.listener_ready = false;
+                    self.gate.drained();
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_out_of_resources(&e) => {
+                    if !self.starved_logged {
+                        log::warn(&format!(
+                            "cannot accept more connections ({e}) with {} open; retrying every 100 ms",
+                            self.conns.len()
+                        ));
+                        self.starved_logged = true;
+                    }
+                    self.accept_paused_until = Some(self.shared.now + Duration::from_millis(100));
+                }
+                // The peer went away between SYN and accept, or similar: try the next.
+                Err(_) => {}
             }
         }
     }
-    // Dropping the connections releases every response still in progress.
-    conns.clear();
-    if let Some(out) = shared.access_log.as_mut() {
-        let _ = out.flush();
+
+    /// Dropping the connections releases every response still in progress.
+    fn finish(&mut self) {
+        self.conns.clear();
+        if let Some(out) = self.shared.access_log.as_mut() {
+            let _ = out.flush();
+        }
     }
-    Ok(())
+}
+
+/// Reads what the signal handlers wrote; whether any stop signal arrived.
+fn read_signals(signals: &mut mio::net::UnixStream) -> bool {
+    let mut buf = [0u8; 16];
+    let mut any = false;
+    // Bounded: a signal storm cannot keep the loop here.
+    for _ in 0..64 {
+        match signals.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => any = true,
+        }
+    }
+    any
 }
 
 /// Connections accepted per loop turn at most.

@@ -15,10 +15,7 @@ use std::time::Instant;
 use command_fds::{CommandFdExt, FdMapping};
 use rustix::process::{kill_process, kill_process_group, Pid, Signal};
 
-/// The fd the instance finds its listening socket on (systemd's first `LISTEN_FDS` fd).
-const LISTEN_FD: i32 = 3;
-/// The fd of the instance's end of its control socketpair.
-const CONTROL_FD: i32 = 4;
+use crate::contract::{self, Message};
 
 /// What the instance is to its slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,31 +26,6 @@ pub enum Role {
     Replacing,
     /// Told to drain (SIGTERM sent at `since`); killed if still there after the deadline.
     Retiring { since: Instant },
-}
-
-/// A message from an instance on its control socket.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Message {
-    Ready,
-    Heartbeat { requests: u64, connections: u64 },
-}
-
-/// Parses one datagram: `ready` or `hb <requests_served> <open_connections>`.
-pub fn parse_message(datagram: &[u8]) -> Option<Message> {
-    let text = std::str::from_utf8(datagram).ok()?.trim();
-    let mut words = text.split_ascii_whitespace();
-    match words.next()? {
-        "ready" => Some(Message::Ready),
-        "hb" => {
-            let requests = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
-            let connections = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
-            Some(Message::Heartbeat {
-                requests,
-                connections,
-            })
-        }
-        _ => None,
-    }
 }
 
 pub struct Instance {
@@ -89,17 +61,17 @@ impl Recipe {
         let (ours, theirs) = UnixDatagram::pair()?;
         ours.set_nonblocking(true)?;
         let mut cmd = self.command();
-        // fd 3: the listening socket; fd 4: the control socket (both systemd-style).
-        cmd.env("LISTEN_FDS", "2")
-            .env(crate::instance::INSTANCE_ID_VAR, slot.to_string());
+        // The listening socket and the control socket, systemd-style.
+        cmd.env(contract::ENV_LISTEN_FDS, contract::PASSED_FDS.to_string())
+            .env(contract::ENV_INSTANCE_ID, slot.to_string());
         cmd.fd_mappings(vec![
             FdMapping {
                 parent_fd: listen,
-                child_fd: LISTEN_FD,
+                child_fd: contract::LISTEN_FD,
             },
             FdMapping {
                 parent_fd: theirs.into(),
-                child_fd: CONTROL_FD,
+                child_fd: contract::CONTROL_FD,
             },
         ])
         .map_err(|e| io::Error::other(e.to_string()))?;
@@ -114,9 +86,9 @@ impl Recipe {
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(&self.exe);
         cmd.args(&self.args)
-            .env(crate::instance::UNDER_LAUNCHER, "1")
-            .env_remove("LISTEN_PID")
-            .env_remove("LISTEN_FDNAMES")
+            .env(contract::ENV_INSTANCE, "1")
+            .env_remove(contract::ENV_LISTEN_PID)
+            .env_remove(contract::ENV_LISTEN_FDNAMES)
             .stdin(Stdio::null())
             // Its own process group: a terminal's Ctrl-C reaches the launcher only, which
             // then stops each instance exactly once.
@@ -162,7 +134,7 @@ impl Instance {
             match self.control.recv(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
-                    if let Some(m) = parse_message(&buf[..n]) {
+                    if let Some(m) = Message::parse(&buf[..n]) {
                         messages.push(m);
                     }
                 }
@@ -264,24 +236,4 @@ pub fn recipe() -> Result<Recipe, String> {
         exe,
         args: std::env::args_os().skip(1).collect(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn messages_parse() {
-        assert_eq!(parse_message(b"ready"), Some(Message::Ready));
-        assert_eq!(parse_message(b"ready\n"), Some(Message::Ready));
-        assert_eq!(
-            parse_message(b"hb 12 3"),
-            Some(Message::Heartbeat {
-                requests: 12,
-                connections: 3
-            })
-        );
-        assert_eq!(parse_message(b"nonsense"), None);
-        assert_eq!(parse_message(&[0xff, 0xfe]), None);
-    }
 }

@@ -87,8 +87,7 @@ impl ControlServer {
                 path.display()
             ));
         }
-        super::listeners::remove_stale_unix_socket(&path)
-            .map_err(|e| format!("control socket: {e}"))?;
+        crate::listen::remove_stale_socket(&path).map_err(|e| format!("control socket: {e}"))?;
         let fail = |e: io::Error| format!("cannot create control socket {}: {e}", path.display());
         let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(fail)?;
         socket
@@ -167,20 +166,9 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(pages * page_size())
 }
 
-/// The page size, from the auxiliary vector (AT_PAGESZ); 4 KiB if unreadable.
+/// The page size (from the auxiliary vector, through rustix).
 fn page_size() -> u64 {
-    const AT_PAGESZ: u64 = 6;
-    let Ok(auxv) = std::fs::read("/proc/self/auxv") else {
-        return 4096;
-    };
-    auxv.chunks_exact(16)
-        .filter_map(|entry| {
-            let key = u64::from_ne_bytes(entry[..8].try_into().ok()?);
-            let value = u64::from_ne_bytes(entry[8..].try_into().ok()?);
-            (key == AT_PAGESZ).then_some(value)
-        })
-        .next()
-        .unwrap_or(4096)
+    rustix::param::page_size() as u64
 }
 
 /// `1h02m`, `3m12s`, `45s`.

@@ -5,10 +5,8 @@
 
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
-use std::path::Path;
 
-use socket2::{Domain, SockAddr, Socket, Type};
+use socket2::Socket;
 
 use crate::config::BindAddr;
 
@@ -19,34 +17,11 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Binds `addr` with SO_REUSEADDR and starts listening with `backlog`.
+    /// Binds `addr` (see `crate::listen` for the options) and starts listening.
     pub fn bind(addr: &BindAddr, backlog: u32) -> Result<Listener, String> {
-        let fail = |e: std::io::Error| format!("cannot listen on {addr}: {e}");
-        let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
-        let socket = match addr {
-            BindAddr::Tcp(sa) => {
-                let socket =
-                    Socket::new(Domain::for_address(*sa), Type::STREAM, None).map_err(fail)?;
-                socket.set_reuse_address(true).map_err(fail)?;
-                if sa.is_ipv6() {
-                    socket.set_only_v6(true).map_err(fail)?;
-                }
-                socket.bind(&SockAddr::from(*sa)).map_err(fail)?;
-                socket
-            }
-            BindAddr::Unix(path) => {
-                remove_stale_unix_socket(path)?;
-                let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(fail)?;
-                socket
-                    .bind(&SockAddr::unix(path).map_err(fail)?)
-                    .map_err(fail)?;
-                socket
-            }
-        };
-        socket.listen(backlog).map_err(fail)?;
         Ok(Listener {
             addr: addr.clone(),
-            socket,
+            socket: crate::listen::bind(addr, backlog)?,
         })
     }
 
@@ -81,25 +56,6 @@ pub fn loopback_if_unspecified(sa: SocketAddr) -> SocketAddr {
         SocketAddr::V4(_) => SocketAddr::from(([127, 0, 0, 1], sa.port())),
         SocketAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, sa.port())),
     }
-}
-
-/// Removes a Unix socket file nobody listens on any more; refuses to touch one in use or a
-/// file that is not a socket.
-pub fn remove_stale_unix_socket(path: &Path) -> Result<(), String> {
-    use std::os::unix::fs::FileTypeExt;
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return Ok(());
-    };
-    if !meta.file_type().is_socket() {
-        return Err(format!(
-            "{} exists and is not a socket; not replacing it",
-            path.display()
-        ));
-    }
-    if UnixStream::connect(path).is_ok() {
-        return Err(format!("{} is in use by another process", path.display()));
-    }
-    std::fs::remove_file(path).map_err(|e| format!("cannot remove stale {}: {e}", path.display()))
 }
 
 /// The addresses the launcher binds: one per port with `--port-range`, else the one shared

@@ -9,12 +9,15 @@
 
 mod child;
 mod control;
+mod exits;
 mod listeners;
 mod nginx_proc;
+mod policy;
 mod preloader;
+mod reload;
 mod signals;
+mod status;
 
-use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
@@ -25,11 +28,13 @@ use mio::{Events, Interest, Poll, Token};
 use crate::cli::StatusArgs;
 use crate::config::{BindAddr, LauncherConfig};
 use crate::log;
-use child::{describe_exit, Instance, Recipe, Role};
+use child::{Instance, Recipe, Role};
 use control::ControlServer;
 use listeners::Listener;
 use nginx_proc::NginxProc;
+use policy::RestartHistory;
 use preloader::Preloader;
+use reload::ReloadPlan;
 use signals::{Request, Signals};
 
 /// Longest the loop sleeps: timers (heartbeats, drains, nginx) are checked at least this often.
@@ -41,13 +46,22 @@ const DUPLICATE_STOP_WITHIN: Duration = Duration::from_secs(1);
 /// Idle upstream connections per nginx worker in the launcher's config: above the client
 /// concurrency one host usually sees.
 const LAUNCHER_UPSTREAM_KEEPALIVE: u32 = 1024;
-/// Exit code when the app cannot be imported at start (the instance's own code for it).
-const EXIT_IMPORT_ERROR: i32 = 2;
 
 /// Runs the launcher in the foreground until it is stopped; returns the exit code.
 pub fn run(config: LauncherConfig) -> i32 {
+    crate::proctitle::prepare();
     match Launcher::start(config) {
-        Ok(mut launcher) => launcher.run_loop(),
+        Ok(mut launcher) => {
+            crate::proctitle::set(
+                &format!(
+                    "evserve: launcher {} {}",
+                    launcher.config.instance.app.text,
+                    launcher.where_text()
+                ),
+                "evserve-launch",
+            );
+            launcher.run_loop()
+        }
         Err((code, message)) => {
             log::fatal(&message);
             code
@@ -65,9 +79,8 @@ pub fn status_command(args: &StatusArgs) -> i32 {
 struct Slot {
     /// Index into `Launcher::sockets`.
     socket: usize,
-    /// Unexpected exits within --restart-window.
-    restarts: VecDeque<Instant>,
-    total_restarts: u32,
+    /// Unexpected exits within --restart-window, and in all.
+    history: RestartHistory,
     given_up: bool,
 }
 
@@ -75,8 +88,7 @@ impl Slot {
     fn new(socket: usize) -> Slot {
         Slot {
             socket,
-            restarts: VecDeque::new(),
-            total_restarts: 0,
+            history: RestartHistory::default(),
             given_up: false,
         }
     }
@@ -100,15 +112,6 @@ enum Phase {
     },
 }
 
-#[derive(Default)]
-struct Reload {
-    queue: VecDeque<usize>,
-    /// The slot whose replacement is starting.
-    current: Option<usize>,
-    /// Another SIGHUP arrived during this reload: go round once more.
-    again: bool,
-}
-
 struct Launcher {
     config: LauncherConfig,
     recipe: Recipe,
@@ -120,7 +123,7 @@ struct Launcher {
     poll: Poll,
     events: Events,
     phase: Phase,
-    reload: Reload,
+    reload: ReloadPlan,
     nginx: Option<NginxProc>,
     /// `--preload`: the process the instances are forked from.
     preloader: Option<Preloader>,
@@ -132,6 +135,39 @@ struct Launcher {
 }
 
 type StartError = (i32, String);
+
+/// Every listening socket of the launcher, bound before any instance starts.
+fn bind_sockets(config: &LauncherConfig) -> Result<Vec<SocketEntry>, String> {
+    listeners::addresses(&config.instance.bind, config.ports)
+        .into_iter()
+        .map(|addr| {
+            let listener = Listener::bind(&addr, config.instance.backlog)?;
+            Ok(SocketEntry {
+                addr,
+                listener: Some(listener),
+            })
+        })
+        .collect()
+}
+
+/// Writes nginx's configuration for the instances on `sockets`.
+fn write_nginx_config(
+    config: &LauncherConfig,
+    sockets: &[SocketEntry],
+    setup: nginx_proc::Setup,
+    bin: Option<std::path::PathBuf>,
+) -> Result<NginxProc, StartError> {
+    let targets: Vec<BindAddr> = sockets
+        .iter()
+        .filter_map(|s| s.listener.as_ref().map(Listener::local_target))
+        .collect();
+    setup.write(config, &targets).map_err(|e| (1, e))?;
+    log::info(&format!(
+        "wrote nginx configuration {}",
+        setup.conf_path.display()
+    ));
+    Ok(NginxProc::new(setup, bin))
+}
 
 impl Launcher {
     fn start(config: LauncherConfig) -> Result<Launcher, StartError> {
@@ -148,31 +184,13 @@ impl Launcher {
         let signals =
             Signals::install().map_err(|e| (1, format!("cannot install signal handlers: {e}")))?;
         let control = ControlServer::bind(config.control_socket.as_deref()).map_err(|e| (1, e))?;
-        let mut sockets = Vec::new();
-        for addr in listeners::addresses(&config.instance.bind, config.ports) {
-            let listener = Listener::bind(&addr, config.instance.backlog).map_err(|e| (1, e))?;
-            sockets.push(SocketEntry {
-                addr,
-                listener: Some(listener),
-            });
-        }
+        let sockets = bind_sockets(&config).map_err(|e| (1, e))?;
         let slots: Vec<Slot> = match config.ports {
             Some(_) => (0..sockets.len()).map(Slot::new).collect(),
             None => (0..config.workers).map(|_| Slot::new(0)).collect(),
         };
         let nginx = match nginx_setup {
-            Some(setup) => {
-                let targets: Vec<BindAddr> = sockets
-                    .iter()
-                    .filter_map(|s| s.listener.as_ref().map(Listener::local_target))
-                    .collect();
-                setup.write(&config, &targets).map_err(|e| (1, e))?;
-                log::info(&format!(
-                    "wrote nginx configuration {}",
-                    setup.conf_path.display()
-                ));
-                Some(NginxProc::new(setup, nginx_bin))
-            }
+            Some(setup) => Some(write_nginx_config(&config, &sockets, setup, nginx_bin)?),
             None => None,
         };
         let poll = Poll::new().map_err(|e| (1, format!("cannot create the event loop: {e}")))?;
@@ -187,7 +205,7 @@ impl Launcher {
             poll,
             events: Events::with_capacity(64),
             phase: Phase::Starting,
-            reload: Reload::default(),
+            reload: ReloadPlan::default(),
             nginx,
             preloader: None,
             retired_preloaders: Vec::new(),
@@ -205,27 +223,17 @@ impl Launcher {
                 .map_err(|e| (1, format!("cannot watch a socket: {e}")))?;
         }
         log::info(&format!(
-            "starting {} instances of {} ({}); control socket {}",
-            launcher.slots.len(),
+            "starting {} of {} ({}); control socket {}",
+            log::count(launcher.slots.len(), "instance", "instances"),
             launcher.config.instance.app.text,
             launcher.where_text(),
             launcher.control.path.display()
         ));
         if launcher.config.preload {
-            // Forked instances are adopted by the launcher when the preloader's middle
-            // process exits, so it reaps and supervises them like any other.
-            rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
-                .map_err(|e| (1, format!("--preload: cannot adopt forked instances: {e}")))?;
-            let preloader = Preloader::start(&launcher.recipe, launcher.config.timeout)?;
-            log::info(&format!(
-                "preloader (pid {}) imported {}; instances are forked from it",
-                preloader.pid, launcher.config.instance.app.text
-            ));
-            launcher.preloader = Some(preloader);
+            launcher.start_preloader()?;
         }
-        for slot in 0..launcher.slots.len() {
-            launcher.spawn(slot, Role::Serving);
-        }
+        // The others follow once it is ready (see `respawn`).
+        launcher.spawn(0, Role::Serving);
         Ok(launcher)
     }
 
@@ -317,8 +325,8 @@ impl Launcher {
         }
         let graceful = self.config.instance.timeouts.graceful;
         log::info(&format!(
-            "{why}: stopping {} instances (draining up to {}s)",
-            self.instances.len(),
+            "{why}: stopping {} (draining up to {}s)",
+            log::count(self.instances.len(), "instance", "instances"),
             graceful.as_secs()
         ));
         let now = Instant::now();
@@ -327,7 +335,7 @@ impl Launcher {
             deadline: now + graceful,
             code,
         };
-        self.reload = Reload::default();
+        self.reload = ReloadPlan::default();
         for inst in &mut self.instances {
             inst.retire(now);
         }
@@ -383,69 +391,6 @@ impl Launcher {
         }
     }
 
-    /// `--preload`: the instance forked by the preloader, which is started again first if it
-    /// has gone.
-    fn fork_instance(
-        &mut self,
-        slot: usize,
-        role: Role,
-        fd: std::os::fd::OwnedFd,
-    ) -> std::io::Result<Instance> {
-        if self.preloader.is_none() {
-            let preloader = Preloader::start(&self.recipe, self.config.timeout)
-                .map_err(|(_, message)| std::io::Error::other(message))?;
-            log::info(&format!("preloader started again (pid {})", preloader.pid));
-            self.preloader = Some(preloader);
-        }
-        match &mut self.preloader {
-            Some(preloader) => preloader.fork(slot, role, fd),
-            None => Err(std::io::Error::other("no preloader")),
-        }
-    }
-
-    /// `--preload` reload: a new preloader imports the new code; the old one is retired
-    /// once it is replaced. False when the new code does not import (nothing changes).
-    fn replace_preloader(&mut self) -> bool {
-        match Preloader::start(&self.recipe, self.config.timeout) {
-            Ok(new) => {
-                log::info(&format!(
-                    "reload: preloader (pid {}) imported the app again",
-                    new.pid
-                ));
-                if let Some(mut old) = self.preloader.replace(new) {
-                    old.stop();
-                    self.retired_preloaders.push(old);
-                }
-                true
-            }
-            Err((_, message)) => {
-                log::error(&format!(
-                    "reload not done: {message}; the running instances keep serving"
-                ));
-                false
-            }
-        }
-    }
-
-    /// Reaps preloaders that have exited; an unexpected exit is replaced when next needed.
-    fn reap_preloaders(&mut self) {
-        self.retired_preloaders
-            .retain_mut(|p| p.try_exit().is_none());
-        let Some(preloader) = &mut self.preloader else {
-            return;
-        };
-        if let Some(status) = preloader.try_exit() {
-            if !preloader.stopped() {
-                log::warn(&format!(
-                    "preloader (pid {}) {}; a new one is started when an instance is needed",
-                    preloader.pid,
-                    describe_exit(status)
-                ));
-            }
-            self.preloader = None;
-        }
-    }
-
     fn read_control_messages(&mut self) {
         let announce = self.phase == Phase::Running;
         for index in 0..self.instances.len() {
@@ -459,230 +404,6 @@ impl Launcher {
                     inst.pid,
                     self.slot_port(inst.slot)
                 ));
-            }
-        }
-    }
-
-    /// Collects exited instances and decides what each exit means.
-    fn reap(&mut self) {
-        let mut i = 0;
-        while i < self.instances.len() {
-            match self.instances[i].try_exit() {
-                Some(status) => {
-                    let mut inst = self.instances.remove(i);
-                    // Messages sent just before exiting (a late `ready`) still count.
-                    inst.read_messages();
-                    self.unwatch(inst.control_fd());
-                    self.on_exit(inst, status);
-                }
-                None => i += 1,
-            }
-        }
-        self.reap_preloaders();
-        if let Some(nginx) = &mut self.nginx {
-            if let Some(message) = nginx.reap(matches!(self.phase, Phase::Stopping { .. })) {
-                if self.phase == Phase::Starting || !self.announced {
-                    self.abort_start(1, &message);
-                } else {
-                    log::error(&message);
-                }
-            }
-        }
-    }
-
-    fn on_exit(&mut self, inst: Instance, status: std::process::ExitStatus) {
-        let slot = inst.slot;
-        let what = describe_exit(status);
-        let import_error = status.code() == Some(EXIT_IMPORT_ERROR);
-        match inst.role {
-            Role::Retiring { .. } => {
-                log::info(&format!(
-                    "instance {slot} (pid {}) stopped: {what}",
-                    inst.pid
-                ));
-            }
-            Role::Replacing => {
-                let why = if import_error {
-                    "the reloaded app fails to import (traceback above)".to_string()
-                } else {
-                    format!("its new process {what} before it was ready")
-                };
-                log::error(&format!(
-                    "reload stopped at instance {slot}: {why}; the running instances keep serving"
-                ));
-                self.reload = Reload::default();
-            }
-            Role::Serving => match self.phase {
-                Phase::Stopping { .. } => {}
-                Phase::Starting => {
-                    if import_error {
-                        self.abort_start(
-                            EXIT_IMPORT_ERROR,
-                            &format!(
-                                "the app {} failed to import (traceback above); not starting",
-                                self.config.instance.app.text
-                            ),
-                        );
-                    } else {
-                        let why = if inst.hung {
-                            format!(
-                                "did not become ready within --timeout {}s",
-                                self.config.timeout.as_secs()
-                            )
-                        } else {
-                            what
-                        };
-                        self.abort_start(
-                            1,
-                            &format!(
-                                "instance {slot} (pid {}) {why} at start; not starting",
-                                inst.pid
-                            ),
-                        );
-                    }
-                }
-                Phase::Running => {
-                    if slot >= self.slots.len() {
-                        return;
-                    }
-                    let why = if inst.hung {
-                        format!(
-                            "was stuck (no heartbeat for {}s) and was killed",
-                            self.config.timeout.as_secs()
-                        )
-                    } else if import_error {
-                        format!("{what}: the app fails to import")
-                    } else {
-                        what
-                    };
-                    self.count_failure(slot, &format!("pid {}: {why}", inst.pid));
-                }
-            },
-        }
-    }
-
-    /// Records an unexpected exit of `slot`'s instance; gives the slot up past the limit.
-    fn count_failure(&mut self, slot: usize, why: &str) {
-        let now = Instant::now();
-        let window = self.config.restart_window;
-        let max = self.config.max_restarts;
-        let port = self.slot_port(slot);
-        let s = &mut self.slots[slot];
-        while s
-            .restarts
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > window)
-        {
-            s.restarts.pop_front();
-        }
-        if s.restarts.len() >= max as usize {
-            s.given_up = true;
-            log::error(&format!(
-                "instance {slot} (port {port}, {why}); it was restarted {} times within {}s \
-                 (--max-restarts {max} per --restart-window {}s): not restarting it; \
-                 fix the app and send SIGHUP to try again",
-                s.restarts.len(),
-                window.as_secs(),
-                window.as_secs()
-            ));
-            self.close_unused_sockets();
-            if self.slots.iter().all(|s| s.given_up) {
-                self.begin_stop(1, "every instance was given up");
-            }
-            return;
-        }
-        s.restarts.push_back(now);
-        s.total_restarts += 1;
-        log::warn(&format!(
-            "instance {slot} (port {port}, {why}); restarting it ({} of {max} restarts within {}s)",
-            s.restarts.len(),
-            window.as_secs()
-        ));
-    }
-
-    /// Closes sockets no live slot uses, so clients (and nginx) are refused at once instead
-    /// of waiting in a backlog nobody accepts from.
-    fn close_unused_sockets(&mut self) {
-        for (index, entry) in self.sockets.iter_mut().enumerate() {
-            let used = self.slots.iter().any(|s| s.socket == index && !s.given_up);
-            if !used && entry.listener.is_some() {
-                log::warn(&format!("closing {} (no instance left on it)", entry.addr));
-                entry.listener = None;
-            }
-        }
-    }
-
-    fn check_deadlines(&mut self) {
-        let now = Instant::now();
-        let timeout = self.config.timeout;
-        let drain_limit = self.config.instance.timeouts.graceful + DRAIN_MARGIN;
-        for inst in &mut self.instances {
-            if inst.killed {
-                continue;
-            }
-            match inst.role {
-                Role::Serving | Role::Replacing => {
-                    if now.duration_since(inst.last_heard) > timeout {
-                        let what = if inst.ready {
-                            format!(
-                                "sent no heartbeat for {}s (stuck in a request?)",
-                                timeout.as_secs()
-                            )
-                        } else {
-                            format!("did not become ready within {}s", timeout.as_secs())
-                        };
-                        log::error(&format!(
-                            "instance {} (pid {}) {what}; killing it (--timeout)",
-                            inst.slot, inst.pid
-                        ));
-                        inst.hung = true;
-                        inst.kill();
-                    }
-                }
-                Role::Retiring { since } => {
-                    if now.duration_since(since) > drain_limit {
-                        log::warn(&format!(
-                            "instance {} (pid {}) did not finish draining within --graceful-timeout; killing it",
-                            inst.slot, inst.pid
-                        ));
-                        inst.kill();
-                    }
-                }
-            }
-        }
-        if let Phase::Stopping { deadline, .. } = self.phase {
-            if now >= deadline {
-                for inst in &mut self.instances {
-                    if !inst.killed {
-                        log::warn(&format!(
-                            "instance {} (pid {}) still running at the end of --graceful-timeout; killing it",
-                            inst.slot, inst.pid
-                        ));
-                        inst.kill();
-                    }
-                }
-                if let Some(nginx) = &mut self.nginx {
-                    nginx.kill();
-                }
-            }
-        }
-    }
-
-    /// Starts an instance for every slot that has none (and is not given up).
-    fn respawn(&mut self) {
-        if matches!(self.phase, Phase::Stopping { .. }) {
-            return;
-        }
-        for slot in 0..self.slots.len() {
-            if self.slots[slot].given_up {
-                continue;
-            }
-            let covered = self
-                .instances
-                .iter()
-                .any(|i| i.slot == slot && matches!(i.role, Role::Serving | Role::Replacing));
-            if !covered {
-                self.spawn(slot, Role::Serving);
             }
         }
     }
@@ -751,125 +472,11 @@ impl Launcher {
         if !self.announced {
             self.announced = true;
             log::info(&format!(
-                "ready: {} instances of {} on {}{nginx_where}",
-                self.slots.len(),
+                "ready: {} of {} on {}{nginx_where}",
+                log::count(self.slots.len(), "instance", "instances"),
                 self.config.instance.app.text,
                 self.where_text()
             ));
-        }
-    }
-
-    fn begin_reload(&mut self) {
-        match self.phase {
-            Phase::Stopping { .. } => return,
-            Phase::Starting => {
-                log::warn("SIGHUP ignored: the instances are still starting");
-                return;
-            }
-            Phase::Running => {}
-        }
-        if self.reload.current.is_some() || !self.reload.queue.is_empty() {
-            log::info("SIGHUP: a reload is under way; another round follows it");
-            self.reload.again = true;
-            return;
-        }
-        self.queue_reload();
-    }
-
-    fn queue_reload(&mut self) {
-        if self.config.preload && !self.replace_preloader() {
-            return;
-        }
-        let mut retried = 0;
-        for slot in &mut self.slots {
-            if slot.given_up {
-                slot.given_up = false;
-                slot.restarts.clear();
-                retried += 1;
-            }
-        }
-        for entry in &mut self.sockets {
-            if entry.listener.is_none() {
-                match Listener::bind(&entry.addr, self.config.instance.backlog) {
-                    Ok(l) => entry.listener = Some(l),
-                    Err(e) => log::error(&format!("reload: {e}")),
-                }
-            }
-        }
-        self.reload.queue = (0..self.slots.len()).collect();
-        log::info(&format!(
-            "SIGHUP: reloading {} instances one at a time{}",
-            self.slots.len(),
-            if retried > 0 {
-                format!(" ({retried} given-up instances are tried again)")
-            } else {
-                String::new()
-            }
-        ));
-    }
-
-    /// Rolling reload: one slot at a time, the new instance ready before the old one drains.
-    fn advance_reload(&mut self) {
-        if self.phase != Phase::Running {
-            return;
-        }
-        // Bounded: at most one step per slot per turn.
-        for _ in 0..=self.slots.len() {
-            if let Some(slot) = self.reload.current {
-                let new_ready = self
-                    .instances
-                    .iter()
-                    .position(|i| i.slot == slot && i.role == Role::Replacing);
-                match new_ready {
-                    Some(n) if self.instances[n].ready => {
-                        let now = Instant::now();
-                        let new_pid = self.instances[n].pid;
-                        self.instances[n].role = Role::Serving;
-                        let mut old_pids = Vec::new();
-                        for (k, inst) in self.instances.iter_mut().enumerate() {
-                            if k != n && inst.slot == slot && inst.role == Role::Serving {
-                                old_pids.push(inst.pid.to_string());
-                                inst.retire(now);
-                            }
-                        }
-                        log::info(&format!(
-                            "reload: instance {slot} now pid {new_pid}; old pid {} draining",
-                            if old_pids.is_empty() {
-                                "-".to_string()
-                            } else {
-                                old_pids.join(",")
-                            }
-                        ));
-                        self.reload.current = None;
-                        if self.reload.queue.is_empty() && !self.reload.again {
-                            log::info("reload: done");
-                        }
-                    }
-                    Some(_) => return,
-                    None => self.reload.current = None,
-                }
-            }
-            let Some(slot) = self.reload.queue.pop_front() else {
-                if self.reload.again {
-                    self.reload.again = false;
-                    self.queue_reload();
-                    continue;
-                }
-                return;
-            };
-            if slot >= self.slots.len() || self.slots[slot].given_up {
-                continue;
-            }
-            let has_old = self
-                .instances
-                .iter()
-                .any(|i| i.slot == slot && i.role == Role::Serving);
-            if !has_old {
-                // Restarting anyway: its new process imports the new code.
-                continue;
-            }
-            self.reload.current = Some(slot);
-            self.spawn(slot, Role::Replacing);
         }
     }
 
@@ -890,9 +497,9 @@ impl Launcher {
         }
         self.slots.push(Slot::new(0));
         log::info(&format!(
-            "SIGTTIN: adding instance {} ({} instances)",
+            "SIGTTIN: adding instance {} ({})",
             self.slots.len() - 1,
-            self.slots.len()
+            log::count(self.slots.len(), "instance", "instances")
         ));
     }
 
@@ -906,10 +513,7 @@ impl Launcher {
         }
         self.slots.pop();
         let gone = self.slots.len();
-        self.reload.queue.retain(|s| *s != gone);
-        if self.reload.current == Some(gone) {
-            self.reload.current = None;
-        }
+        self.reload.forget_slot(gone);
         let now = Instant::now();
         for inst in &mut self.instances {
             if inst.slot == gone {
@@ -917,73 +521,8 @@ impl Launcher {
             }
         }
         log::info(&format!(
-            "SIGTTOU: removing instance {gone} ({} instances)",
-            self.slots.len()
+            "SIGTTOU: removing instance {gone} ({})",
+            log::count(self.slots.len(), "instance", "instances")
         ));
-    }
-
-    fn status_report(&self) -> String {
-        let now = Instant::now();
-        let phase = match self.phase {
-            Phase::Starting => "starting",
-            Phase::Running if self.reload.current.is_some() => "reloading",
-            Phase::Running => "running",
-            Phase::Stopping { .. } => "stopping",
-        };
-        let mut out = format!(
-            "evserve launcher pid {}: {} on {}, {phase}, up {}",
-            std::process::id(),
-            self.config.instance.app.text,
-            self.where_text(),
-            control::human_duration(now.duration_since(self.started))
-        );
-        if let Some(nginx) = &self.nginx {
-            let _ = write!(out, "; nginx {}", nginx.describe());
-        }
-        out.push('\n');
-        control::table_row(
-            &mut out,
-            [
-                "INST", "PID", "PORT", "STATE", "RESTARTS", "UPTIME", "REQUESTS", "CONNS", "RSS",
-            ]
-            .map(String::from),
-        );
-        let mut rows: Vec<&Instance> = self.instances.iter().collect();
-        rows.sort_by_key(|i| (i.slot, i.started));
-        for inst in rows {
-            let state = match inst.role {
-                Role::Retiring { .. } => "draining",
-                Role::Replacing if inst.ready => "ready",
-                Role::Replacing => "reloading",
-                Role::Serving if inst.ready => "ready",
-                Role::Serving => "starting",
-            };
-            let restarts = self.slots.get(inst.slot).map_or(0, |s| s.total_restarts);
-            control::table_row(
-                &mut out,
-                [
-                    inst.slot.to_string(),
-                    inst.pid.to_string(),
-                    self.slot_port(inst.slot),
-                    state.to_string(),
-                    restarts.to_string(),
-                    control::human_duration(now.duration_since(inst.started)),
-                    inst.requests.to_string(),
-                    inst.connections.to_string(),
-                    control::human_bytes(control::rss_bytes(inst.pid)),
-                ],
-            );
-        }
-        for (index, slot) in self.slots.iter().enumerate() {
-            if slot.given_up {
-                let mut cells = ["-"; 9].map(String::from);
-                cells[0] = index.to_string();
-                cells[2] = self.slot_port(index);
-                cells[3] = "given-up".into();
-                cells[4] = slot.total_restarts.to_string();
-                control::table_row(&mut out, cells);
-            }
-        }
-        out
     }
 }

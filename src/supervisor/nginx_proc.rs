@@ -3,7 +3,6 @@
 //!
 //! The configuration text itself comes from `crate::nginx`; this module never builds it.
 
-use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -14,19 +13,22 @@ use rustix::process::{kill_process, kill_process_group, Pid, Signal};
 
 use super::child::describe_exit;
 use super::listeners::{addresses, loopback_if_unspecified};
+use super::policy::{RestartHistory, RestartPolicy, Verdict};
 use crate::config::{BindAddr, LauncherConfig};
 use crate::nginx::{self, Backend, NginxConfig, RunDir};
 
 /// How long nginx gets to answer on its address after it starts.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
+/// Longest wait for the processes of a dead nginx to go before it is started again.
+const LEFTOVER_WAIT: Duration = Duration::from_secs(2);
+
 /// Where the configuration goes and what nginx listens on.
 pub struct Setup {
     pub conf_path: PathBuf,
     run_dir: PathBuf,
     listen: SocketAddr,
-    max_restarts: u32,
-    restart_window: Duration,
+    restart_policy: RestartPolicy,
 }
 
 impl Setup {
@@ -54,8 +56,10 @@ impl Setup {
             conf_path,
             run_dir,
             listen,
-            max_restarts: config.max_restarts,
-            restart_window: config.restart_window,
+            restart_policy: RestartPolicy {
+                max_restarts: config.max_restarts,
+                window: config.restart_window,
+            },
         })
     }
 
@@ -90,6 +94,11 @@ impl Setup {
     fn error_log(&self) -> PathBuf {
         self.run_dir.join("error.log")
     }
+
+    /// nginx's own stderr: what it says when it cannot start.
+    fn stderr_log(&self) -> PathBuf {
+        self.run_dir.join("stderr.log")
+    }
 }
 
 pub struct NginxProc {
@@ -99,7 +108,12 @@ pub struct NginxProc {
     child: Option<Child>,
     started: Instant,
     answered: bool,
-    restarts: VecDeque<Instant>,
+    /// Something else already answered on the address when nginx started: an answer
+    /// there is not nginx's, and nginx will fail to bind it.
+    address_taken: bool,
+    restarts: RestartHistory,
+    /// The process group of an nginx that exited (and when), while its processes remain.
+    leftover: Option<(Pid, Instant)>,
     stopping: bool,
     given_up: bool,
 }
@@ -115,7 +129,9 @@ impl NginxProc {
             child: None,
             started: Instant::now(),
             answered: false,
-            restarts: VecDeque::new(),
+            address_taken: false,
+            restarts: RestartHistory::default(),
+            leftover: None,
             stopping: false,
             given_up: false,
         }
@@ -136,12 +152,16 @@ impl NginxProc {
             }
             None => Command::new(bin),
         };
+        let stderr = std::fs::File::create(self.setup.stderr_log())
+            .map_err(|e| format!("cannot create {}: {e}", self.setup.stderr_log().display()))?;
+        self.address_taken = self.answers();
         let child = command
             .arg("-e")
             .arg(self.setup.error_log())
             .arg("-c")
             .arg(&self.setup.conf_path)
             .stdin(Stdio::null())
+            .stderr(stderr)
             .process_group(0)
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
@@ -175,7 +195,7 @@ impl NginxProc {
             return Ok(true);
         }
         if self.child.is_none() {
-            if self.stopping || self.given_up {
+            if self.stopping || self.given_up || self.workers_left() {
                 return Ok(false);
             }
             self.start()?;
@@ -183,8 +203,7 @@ impl NginxProc {
         if self.answered {
             return Ok(true);
         }
-        let target = loopback_if_unspecified(self.setup.listen);
-        if TcpStream::connect_timeout(&target, Duration::from_millis(100)).is_ok() {
+        if !self.address_taken && self.answers() {
             self.answered = true;
             return Ok(true);
         }
@@ -192,19 +211,66 @@ impl NginxProc {
             self.kill();
             self.given_up = true;
             return Err(format!(
-                "nginx did not answer on {} within {}s; see {}",
+                "nginx did not answer on {} within {}s{}; see {}",
                 self.setup.listen,
                 ANSWER_WITHIN.as_secs(),
+                if self.address_taken {
+                    " (another process listens there)"
+                } else {
+                    ""
+                },
                 self.setup.error_log().display()
             ));
         }
         Ok(false)
     }
 
+    /// Whether processes of the previous nginx's group are still there (waited for up to
+    /// `LEFTOVER_WAIT`: a zombie nobody reaps must not stop the restart).
+    fn workers_left(&mut self) -> bool {
+        let Some((group, since)) = self.leftover else {
+            return false;
+        };
+        if since.elapsed() < LEFTOVER_WAIT
+            && rustix::process::test_kill_process_group(group).is_ok()
+        {
+            return true;
+        }
+        self.leftover = None;
+        false
+    }
+
+    /// Whether something accepts connections on nginx's address.
+    fn answers(&self) -> bool {
+        let target = loopback_if_unspecified(self.setup.listen);
+        TcpStream::connect_timeout(&target, Duration::from_millis(100)).is_ok()
+    }
+
+    /// The line of nginx's stderr that says why it could not start: its first `[emerg]`
+    /// line, else its last line.
+    fn start_error(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.setup.stderr_log()).ok()?;
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let line = lines
+            .iter()
+            .find(|l| l.contains("[emerg]"))
+            .or(lines.last())?;
+        Some(line.trim().to_string())
+    }
+
     /// Collects nginx if it exited. Returns an error line when it died in a way that is not
     /// repaired by a restart.
     pub fn reap(&mut self, launcher_stopping: bool) -> Option<String> {
         let status = self.child.as_mut()?.try_wait().ok().flatten()?;
+        // Its workers outlive a master that was killed, and keep its port: they go too,
+        // and nginx is started again only once they are gone.
+        self.leftover = self
+            .pid()
+            .and_then(|p| Pid::from_raw(p as i32))
+            .map(|group| (group, Instant::now()));
+        if let Some((group, _)) = self.leftover {
+            let _ = kill_process_group(group, Signal::KILL);
+        }
         self.child = None;
         let what = describe_exit(status);
         if launcher_stopping || self.stopping {
@@ -213,26 +279,37 @@ impl NginxProc {
         }
         if !self.answered {
             self.given_up = true;
-            return Some(format!(
-                "nginx {what} at start; see the lines above and {}",
-                self.setup.error_log().display()
-            ));
+            return Some(match self.start_error() {
+                Some(line) => format!(
+                    "nginx could not start ({what}): {line}; see {}",
+                    self.setup.error_log().display()
+                ),
+                None => format!(
+                    "nginx {what} at start; see {}",
+                    self.setup.error_log().display()
+                ),
+            });
         }
-        let now = Instant::now();
-        let window = self.setup.restart_window;
-        self.restarts.retain(|t| now.duration_since(*t) <= window);
-        if self.restarts.len() >= self.setup.max_restarts as usize {
-            self.given_up = true;
-            return Some(format!(
-                "nginx {what}, {} times within {}s: not restarting it; see {}",
-                self.restarts.len() + 1,
-                window.as_secs(),
-                self.setup.error_log().display()
-            ));
+        let policy = self.setup.restart_policy;
+        match self.restarts.on_failure(policy, Instant::now()) {
+            Verdict::Restart { nth } => {
+                crate::log::warn(&format!(
+                    "nginx {what}; restarting it ({nth} of {} restarts within {}s)",
+                    policy.max_restarts,
+                    policy.window.as_secs()
+                ));
+                None
+            }
+            Verdict::GiveUp { restarts } => {
+                self.given_up = true;
+                Some(format!(
+                    "nginx {what}; it was restarted {} within {}s: not restarting it; see {}",
+                    crate::log::times(restarts),
+                    policy.window.as_secs(),
+                    self.setup.error_log().display()
+                ))
+            }
         }
-        self.restarts.push_back(now);
-        crate::log::warn(&format!("nginx {what}; restarting it"));
-        None
     }
 
     /// SIGQUIT: nginx finishes its requests and exits.

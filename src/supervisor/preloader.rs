@@ -14,7 +14,8 @@ use command_fds::{CommandFdExt, FdMapping};
 use rustix::process::Signal;
 
 use super::child::{describe_exit, Instance, Recipe, Role};
-use crate::preload;
+use super::Launcher;
+use crate::{log, preload};
 
 /// How long the preloader has to answer one fork request.
 const FORK_ANSWER_WAIT: Duration = Duration::from_secs(5);
@@ -183,5 +184,83 @@ impl Preloader {
     /// The exit status once it has exited (reaps it).
     pub fn try_exit(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().ok().flatten()
+    }
+}
+
+impl Launcher {
+    /// `--preload` at start: the preloader imports the app before any instance is forked.
+    /// Forked instances are adopted by the launcher when the preloader's middle process
+    /// exits, so it reaps and supervises them like any other.
+    pub(super) fn start_preloader(&mut self) -> Result<(), (i32, String)> {
+        rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+            .map_err(|e| (1, format!("--preload: cannot adopt forked instances: {e}")))?;
+        let preloader = Preloader::start(&self.recipe, self.config.timeout)?;
+        log::info(&format!(
+            "preloader (pid {}) imported {}; instances are forked from it",
+            preloader.pid, self.config.instance.app.text
+        ));
+        self.preloader = Some(preloader);
+        Ok(())
+    }
+
+    /// The instance forked by the preloader, which is started again first if it has gone.
+    pub(super) fn fork_instance(
+        &mut self,
+        slot: usize,
+        role: Role,
+        fd: OwnedFd,
+    ) -> io::Result<Instance> {
+        if self.preloader.is_none() {
+            let preloader = Preloader::start(&self.recipe, self.config.timeout)
+                .map_err(|(_, message)| io::Error::other(message))?;
+            log::info(&format!("preloader started again (pid {})", preloader.pid));
+            self.preloader = Some(preloader);
+        }
+        match &mut self.preloader {
+            Some(preloader) => preloader.fork(slot, role, fd),
+            None => Err(io::Error::other("no preloader")),
+        }
+    }
+
+    /// Reload: a new preloader imports the new code; the old one is retired. False when
+    /// the new code does not import (nothing changes then).
+    pub(super) fn replace_preloader(&mut self) -> bool {
+        match Preloader::start(&self.recipe, self.config.timeout) {
+            Ok(new) => {
+                log::info(&format!(
+                    "reload: preloader (pid {}) imported the app again",
+                    new.pid
+                ));
+                if let Some(mut old) = self.preloader.replace(new) {
+                    old.stop();
+                    self.retired_preloaders.push(old);
+                }
+                true
+            }
+            Err((_, message)) => {
+                log::error(&format!(
+                    "reload not done: {message}; the running instances keep serving"
+                ));
+                false
+            }
+        }
+    }
+
+    /// Reaps preloaders that have exited; an unexpected exit is replaced when next needed.
+    pub(super) fn reap_preloaders(&mut self) {
+        self.retired_preloaders.retain_mut(|p| p.try_exit().is_none());
+        let Some(preloader) = &mut self.preloader else {
+            return;
+        };
+        if let Some(status) = preloader.try_exit() {
+            if !preloader.stopped() {
+                log::warn(&format!(
+                    "preloader (pid {}) {}; a new one is started when an instance is needed",
+                    preloader.pid,
+                    describe_exit(status)
+                ));
+            }
+            self.preloader = None;
+        }
     }
 }

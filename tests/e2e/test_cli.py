@@ -172,3 +172,70 @@ def test_readme_example_app_serves_hello(serve):
     server = serve("hello:application", "--chdir", str(REPO / "examples"))
     r = server.get("/")
     assert (r.status, r.body) == (200, b"Hello, World!\n")
+
+
+def _make_regular_file(path):
+    path.write_text("print('my app')\n")
+    return lambda: path.read_text() == "print('my app')\n"
+
+
+def _make_directory(path):
+    path.mkdir()
+    (path / "inside.txt").write_text("keep")
+    return lambda: (path / "inside.txt").read_text() == "keep"
+
+
+def _make_symlink(path):
+    target = path.parent / "target.txt"
+    target.write_text("keep")
+    path.symlink_to(target)
+    return lambda: path.is_symlink() and target.read_text() == "keep"
+
+
+@pytest.mark.parametrize(
+    "make, kind",
+    [
+        (_make_regular_file, "a regular file"),
+        (_make_directory, "a directory"),
+        (_make_symlink, "a symbolic link"),
+    ],
+)
+def test_bind_unix_never_deletes_a_file_that_is_not_a_socket(tmp_path, make, kind):
+    path = tmp_path / "app.py"
+    untouched = make(path)
+    done = run_evserve("--bind", f"unix:{path}", "http_app:application")
+    assert done.returncode == 1, done.stderr
+    lines = error_lines(done.stderr)
+    assert len(lines) == 1, done.stderr
+    assert str(path) in lines[0] and kind in lines[0] and "not a socket" in lines[0], done.stderr
+    assert untouched(), f"{path} was changed"
+    assert "Listening at" not in done.stderr
+
+
+def test_bind_unix_replaces_a_stale_socket_but_not_a_live_one(serve, tmp_path):
+    path = tmp_path / "stale.sock"
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(path))
+    stale.close()  # the file stays, nobody listens: a crashed server's leftover
+    server = serve("http_app:application", bind_unix=str(path))
+    done = run_evserve("--bind", f"unix:{path}", "http_app:application")
+    assert done.returncode == 1, done.stderr
+    assert "another server is listening there" in done.stderr, done.stderr
+    assert server.get("/still").status == 200
+
+
+def test_port_in_use_is_named_alike_by_the_instance_and_the_launcher(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        single = run_evserve("--port", str(port), "http_app:application")
+        launcher = run_evserve(
+            "--port-range", f"{port}-{port}", "--control-socket", str(tmp_path / "c.sock"),
+            "http_app:application",
+        )
+    lines = [error_lines(single.stderr), error_lines(launcher.stderr)]
+    assert [len(l) for l in lines] == [1, 1], (single.stderr, launcher.stderr)
+    for line in (lines[0][0], lines[1][0]):
+        assert f"cannot listen on http://127.0.0.1:{port}: address already in use" in line, line
+    assert single.returncode == 1 and launcher.returncode == 1

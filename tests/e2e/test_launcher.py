@@ -156,6 +156,15 @@ class LauncherProcess:
                 pids[int(cols[0])] = int(cols[1])
         return pids
 
+    def wait_exit(self, timeout, why):
+        """The exit code and the whole log of a launcher expected to exit by itself."""
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"launcher kept running {why}:\n{self.output()}")
+        self.reader.join(2)
+        return code, self.output()
+
     def stop(self, timeout=15):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -307,21 +316,17 @@ def test_start_prints_instances_and_ready_and_status(launcher_start, tmp_path):
     assert not os.path.exists(sock), "control socket left behind"
 
 
-def test_import_error_at_start_exits_2_with_traceback(launcher_start):
-    ports = launcher_free_ports(2)
+def test_import_error_under_the_launcher_prints_one_traceback_and_exits_2(launcher_start):
+    ports = launcher_free_ports(4)
     p = launcher_start(
         "--port-range", f"{ports[0]}-{ports[-1]}", APPS / "launcher_import_error.py:app"
     )
-    try:
-        code = p.proc.wait(30)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"launcher kept running on an import error:\n{p.output()}")
-    p.reader.join(2)
-    out = p.output()
+    code, out = p.wait_exit(30, "on an import error")
     assert code == 2, out
     assert "Traceback" in out and "launcher_module_that_does_not_exist" in out, out
     assert "failed to import" in out, out
-    assert len(re.findall(r"instance \d+ starting", out)) == 2, f"restarted instead of exiting:\n{out}"
+    assert len(re.findall(r"instance \d+ starting", out)) == 1, f"more than one import:\n{out}"
+    assert out.count("Traceback (most recent call last)") == 1, out
 
 
 def test_crash_loop_is_given_up_after_the_limit(launcher_start):
@@ -364,7 +369,7 @@ def test_stuck_request_gets_its_instance_replaced(launcher_start):
     )
     started = time.monotonic()
     stuck.start()
-    p.wait_for(r"instance 0 .*sent no heartbeat for 2s.*killing it", 10)
+    p.wait_for(r"instance 0 .*has been stuck for 2s.*killing it", 10)
     p.wait_for(r"instance 0 ready", 5, after=started)
     elapsed = time.monotonic() - started
     assert elapsed < 6, f"replaced after {elapsed:.1f}s"
@@ -718,3 +723,246 @@ def test_launch_script_serves_behind_nginx_and_stops_cleanly(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
         out.close()
+
+
+def launcher_wait_dead(pid, timeout):
+    """time.time() at which process `pid` (not our child) is seen gone: waits on a pidfd,
+    so the moment is exact to the scheduler, not to a polling interval."""
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return time.time()
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        assert poller.poll(timeout * 1000), f"pid {pid} still alive after {timeout}s"
+        return time.time()
+    finally:
+        os.close(fd)
+
+
+def test_timeout_never_kills_before_the_request_ran_timeout_seconds(launcher_start, tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    port = launcher_free_ports(1)[0]
+    p = launcher_start(
+        "--port-range", f"{port}-{port}", "--timeout", "2", "--max-restarts", "20",
+        APPS / "timeout_app.py:app",
+        env={"TIMEOUT_TEST_MARKS": str(marks)},
+    )
+    p.wait_ready()
+    ages = []
+    for attempt in range(4):
+        sent_at = time.monotonic()
+        conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+        try:
+            conn.sendall(b"GET /sleep?s=inf HTTP/1.1\r\nHost: t\r\n\r\n")
+            mark = launcher_wait(
+                lambda: next((m for m in marks.iterdir() if m.name.isdigit()), None),
+                10,
+                "the request start",
+            )
+            pid = int(mark.name)
+            started = float(launcher_wait(lambda: mark.read_text(), 5, "the start time"))
+            killed = launcher_wait_dead(pid, 10)
+        finally:
+            conn.close()
+        mark.unlink()
+        ages.append(round(killed - started, 3))
+        p.wait_for(r"instance 0 ready", 10, after=sent_at)
+    print(f"--timeout 2: killed at request ages {ages}")
+    assert all(2.0 <= age <= 3.2 for age in ages), f"killed at request ages {ages} with --timeout 2"
+    assert len(p.find(r"has been stuck for 2s")[1]) > 0
+
+
+def test_a_request_shorter_than_timeout_is_never_killed(launcher_start):
+    port = launcher_free_ports(1)[0]
+    p = launcher_start(
+        "--port-range", f"{port}-{port}", "--timeout", "2", APPS / "timeout_app.py:app"
+    )
+    p.wait_ready()
+    pid = p.instance_pids()[0]
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        for _ in range(5):
+            conn.request("GET", "/sleep?s=1.5")
+            resp = conn.getresponse()
+            assert (resp.status, resp.read()) == (200, b"slept"), p.output()
+    finally:
+        conn.close()
+    assert p.instance_pids() == {0: pid}
+    assert "killing it" not in p.output(), p.output()
+
+
+LOG_LINE = re.compile(
+    r"^\[\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT\] \[\d+\] \[(INFO|WARNING|ERROR)\] \S"
+)
+
+
+def test_log_lines_of_concurrent_instances_never_splice(launcher_start):
+    ports = launcher_free_ports(8)
+    for _ in range(2):
+        p = launcher_start("--port-range", f"{ports[0]}-{ports[-1]}", APPS / "launcher_app.py:app")
+        p.wait_ready()
+        for port in ports:
+            assert launcher_get(port)[0] == 200
+        assert p.stop() == 0
+        bad = [line for line in p.output().splitlines() if not LOG_LINE.match(line)]
+        assert bad == [], "\n".join(bad)
+        assert len(re.findall(r"Listening at: http://127\.0\.0\.1:\d+ \(\d+\)$", p.output(), re.M)) == 8
+
+
+def test_log_messages_count_one_instance_in_the_singular(launcher_start, tmp_path):
+    port = launcher_free_ports(1)[0]
+    p = launcher_start("--port-range", f"{port}-{port}", APPS / "launcher_app.py:app")
+    p.wait_ready()
+    assert p.stop() == 0
+    out = p.output()
+    assert re.search(r"starting 1 instance of ", out), out
+    assert re.search(r"ready: 1 instance of ", out), out
+    assert re.search(r"stopping 1 instance \(", out), out
+    assert "0 in-flight requests" in out, out
+    assert not re.search(r"\b1 instances\b|request\(s\)", out), out
+
+
+def test_two_stop_signals_at_once_drain_the_launcher_gracefully(launcher_start, tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    port = launcher_free_ports(1)[0]
+    p = launcher_start(
+        "--port-range", f"{port}-{port}", APPS / "launcher_app.py:app",
+        env={"LAUNCHER_TEST_MARKS": str(marks)},
+    )
+    p.wait_ready()
+    result = {}
+
+    def slow():
+        result["answer"] = launcher_get(port, "/sleep?s=1.5&mark=1", timeout=15)
+
+    t = threading.Thread(target=slow, daemon=True)
+    t.start()
+    launcher_wait(lambda: any(marks.iterdir()), 10, "the slow request to reach the app")
+    os.kill(p.proc.pid, signal.SIGTERM)
+    os.kill(p.proc.pid, signal.SIGINT)
+    t.join(15)
+    assert result.get("answer", (None,))[0] == 200, p.output()
+    assert p.proc.wait(15) == 0, p.output()
+    assert "without draining" not in p.output()
+
+
+def launcher_cmdline(pid):
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().replace(b"\0", b" ").decode().strip()
+
+
+def launcher_comm(pid):
+    with open(f"/proc/{pid}/comm") as f:
+        return f.read().strip()
+
+
+def test_ps_tells_the_launcher_from_its_instances(launcher_start):
+    ports = launcher_free_ports(2)
+    p = launcher_start("--port-range", f"{ports[0]}-{ports[-1]}", "launcher_app:app", cwd=APPS)
+    p.wait_ready()
+    assert launcher_cmdline(p.proc.pid) == (
+        f"evserve: launcher launcher_app:app 127.0.0.1:{ports[0]}-{ports[1]}"
+    )
+    assert launcher_comm(p.proc.pid) == "evserve-launch"
+    for slot, pid in p.instance_pids().items():
+        assert launcher_cmdline(pid) == f"evserve: instance {slot} launcher_app:app :{ports[slot]}"
+        assert launcher_comm(pid) == f"evserve-inst-{slot}"
+    ps = subprocess.run(
+        ["ps", "-o", "args=", "-p", str(p.proc.pid)], capture_output=True, text=True, timeout=10
+    )
+    if ps.returncode == 0:
+        assert ps.stdout.strip().startswith("evserve: launcher launcher_app:app"), ps.stdout
+
+
+@needs_nginx
+def test_nginx_that_cannot_bind_its_port_stops_the_launcher_with_exit_1(launcher_start, tmp_path):
+    ports = launcher_free_ports(3)
+    listen, backends = ports[0], ports[1:]
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", listen))
+        taken.listen(16)
+        p = launcher_start(*launcher_nginx_args(tmp_path, backends, listen), APPS / "launcher_app.py:app")
+        code, out = p.wait_exit(30, "without nginx")
+    assert code == 1, out
+    assert "] ready: " not in out, out
+    fatal = [line for line in out.splitlines() if line.startswith("evserve: error:")]
+    assert len(fatal) == 1 and "Address already in use" in fatal[0], out
+    assert "restarting it" not in out, out
+    assert not any(launcher_alive(pid) for pid in launcher_descendants(p.proc.pid))
+    for port in backends:
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+@needs_nginx
+def test_ready_is_printed_only_once_nginx_answers(launcher_start, tmp_path):
+    ports = launcher_free_ports(3)
+    listen, backends = ports[0], ports[1:]
+    p = launcher_start(*launcher_nginx_args(tmp_path, backends, listen), APPS / "launcher_app.py:app")
+    ready_at, _ = p.wait_ready()
+    answered = launcher_get(listen, timeout=2)
+    nginx_at, _ = p.find(r"nginx starting \(pid \d+")
+    assert nginx_at <= ready_at
+    assert answered[0] == 200 and answered[1].startswith("pid="), answered
+
+
+@needs_nginx
+def test_nginx_killed_later_is_restarted_and_serves_again(launcher_start, tmp_path):
+    p, listen = start_behind_nginx(launcher_start, tmp_path, 2)
+    old = int(p.find(r"nginx starting \(pid (\d+)")[1].split("pid ")[1].split(",")[0])
+    old_workers = launcher_descendants(old)
+    killed_at = time.monotonic()
+    os.kill(old, signal.SIGKILL)
+    p.wait_for(r"nginx was killed by signal 9 .*restarting it", 10, after=killed_at)
+    p.wait_for(r"nginx starting \(pid \d+", 10, after=killed_at)
+
+    def serves():
+        try:
+            return launcher_get(listen, timeout=2)[0] == 200
+        except (OSError, http.client.HTTPException):
+            return False
+
+    launcher_wait(serves, 15, "the restarted nginx to answer")
+    new = int(p.find(r"nginx starting \(pid (\d+)", after=killed_at)[1].split("pid ")[1].split(",")[0])
+    assert new != old and launcher_alive(new)
+    launcher_wait(lambda: not any(launcher_alive(w) for w in old_workers), 10, "the old workers to go")
+    assert "not restarting it" not in p.output(), p.output()
+
+
+def test_timeout_counts_from_the_stuck_request_not_from_the_work_before_it(launcher_start, tmp_path):
+    # A 1.5 s request, then (pipelined, so in the same turn of the event loop) one that never
+    # ends: with --timeout 2 the second must run 2 s, not 0.5 s, before its instance dies.
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    port = launcher_free_ports(1)[0]
+    p = launcher_start(
+        "--port-range", f"{port}-{port}", "--timeout", "2", APPS / "timeout_app.py:app",
+        env={"TIMEOUT_TEST_MARKS": str(marks)},
+    )
+    p.wait_ready()
+    pid = p.instance_pids()[0]
+    mark = marks / str(pid)
+    conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        conn.sendall(
+            b"GET /sleep?s=1.5 HTTP/1.1\r\nHost: t\r\n\r\nGET /sleep?s=inf HTTP/1.1\r\nHost: t\r\n\r\n"
+        )
+        first = float(launcher_wait(lambda: mark.exists() and mark.read_text(), 10, "the first start"))
+        second = float(
+            launcher_wait(
+                lambda: mark.read_text() != repr(first) and mark.read_text(), 10, "the second start"
+            )
+        )
+        killed = launcher_wait_dead(pid, 10)
+    finally:
+        conn.close()
+    age = killed - second
+    print(f"--timeout 2: the stuck request ran {age:.3f}s, {second - first:.3f}s after the first")
+    assert 2.0 <= age <= 3.2, f"killed {age:.3f}s into the stuck request"

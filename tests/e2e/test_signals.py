@@ -105,3 +105,33 @@ def test_stop_signal_waits_for_a_half_sent_head_at_most_the_header_timeout(serve
     assert server.wait_exit(6) == 0, server.stderr()
     assert time.monotonic() - started < 4.0
     partial.close()
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [(signal.SIGTERM, signal.SIGINT), (signal.SIGTERM, signal.SIGTERM), (signal.SIGINT, signal.SIGINT)],
+    ids=["term+int", "term+term", "int+int"],
+)
+def test_two_stop_signals_at_once_are_one_graceful_stop(serve, first, second):
+    server = serve(APP)
+    c = start_in_flight(server, "/sleep?secs=1.5")
+    os.kill(server.pid, first)
+    os.kill(server.pid, second)
+    r = c.read_response(timeout=10)
+    c.close()
+    assert (r.status, r.body) == (200, b"slept"), server.stderr()
+    assert server.wait_exit(10) == 0, server.stderr()
+    assert "exiting now" not in server.stderr()
+
+
+def test_two_stop_signals_at_once_on_an_idle_instance_are_one_graceful_stop(serve):
+    server = serve(APP)
+    for _ in range(3):
+        c = Conn(server, timeout=10)
+        c.send(get("/sleep?secs=0"))
+        assert c.read_response(timeout=10).status == 200
+        c.close()
+    os.kill(server.pid, signal.SIGTERM)
+    os.kill(server.pid, signal.SIGINT)
+    assert server.wait_exit(10) == 0, server.stderr()
+    assert "second stop signal" not in server.stderr(), server.stderr()

@@ -1,0 +1,252 @@
+//! The launcher's decisions as pure functions of the time: when an instance counts as hung,
+//! when a crashing process is restarted or given up (instances and nginx alike).
+//!
+//! Never reads the clock, never signals or spawns anything: the caller passes `now` and
+//! acts on the answer, so every rule is unit-tested with made-up times.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::child::Role;
+use crate::contract::HEARTBEAT_INTERVAL;
+
+/// Whether an instance last heard from at `last_heard` is to be killed at `now`.
+///
+/// Before its `ready`, `last_heard` is its start and it gets `timeout` to become ready.
+/// Once ready, a request stuck in the app started at most `HEARTBEAT_INTERVAL` after its
+/// last heartbeat (see `contract::HEARTBEAT_INTERVAL`), so it is killed `timeout` plus that
+/// interval after it: never before the stuck request has run `timeout`, at most one
+/// interval (and a launcher tick) later.
+pub fn is_hung(ready: bool, last_heard: Instant, timeout: Duration, now: Instant) -> bool {
+    let allowed = if ready {
+        timeout + HEARTBEAT_INTERVAL
+    } else {
+        timeout
+    };
+    now.saturating_duration_since(last_heard) > allowed
+}
+
+/// How long an instance may go without a sign of life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadlines {
+    /// --timeout.
+    pub timeout: Duration,
+    /// How long a retiring instance may drain before it is killed.
+    pub drain: Duration,
+}
+
+/// Why an instance is to be killed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overdue {
+    /// Ready, but its loop has not turned for --timeout (stuck in a request).
+    Stuck,
+    /// Never became ready within --timeout.
+    NotReady,
+    /// Told to drain, still there after the drain limit.
+    Draining,
+}
+
+/// Whether an instance in `role` is past its deadline at `now`.
+pub fn overdue(
+    role: Role,
+    ready: bool,
+    last_heard: Instant,
+    deadlines: Deadlines,
+    now: Instant,
+) -> Option<Overdue> {
+    match role {
+        Role::Serving | Role::Replacing if is_hung(ready, last_heard, deadlines.timeout, now) => {
+            Some(if ready {
+                Overdue::Stuck
+            } else {
+                Overdue::NotReady
+            })
+        }
+        Role::Retiring { since } if now.saturating_duration_since(since) > deadlines.drain => {
+            Some(Overdue::Draining)
+        }
+        _ => None,
+    }
+}
+
+/// `--max-restarts` within `--restart-window`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RestartPolicy {
+    pub max_restarts: u32,
+    pub window: Duration,
+}
+
+/// What to do after an unexpected exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Restart it; this is restart number `nth` within the window.
+    Restart { nth: usize },
+    /// Too many restarts within the window: `restarts` already happened there.
+    GiveUp { restarts: usize },
+}
+
+/// The restarts of one process (an instance slot, or nginx).
+#[derive(Clone, Debug, Default)]
+pub struct RestartHistory {
+    within_window: VecDeque<Instant>,
+    /// Every restart since the launcher started.
+    pub total: u32,
+}
+
+impl RestartHistory {
+    /// Decides on an unexpected exit at `now` and records the restart it allows.
+    pub fn on_failure(&mut self, policy: RestartPolicy, now: Instant) -> Verdict {
+        while self
+            .within_window
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) > policy.window)
+        {
+            self.within_window.pop_front();
+        }
+        if self.within_window.len() >= policy.max_restarts as usize {
+            return Verdict::GiveUp {
+                restarts: self.within_window.len(),
+            };
+        }
+        self.within_window.push_back(now);
+        self.total += 1;
+        Verdict::Restart {
+            nth: self.within_window.len(),
+        }
+    }
+
+    /// A fresh start (SIGHUP retries a given-up process): the window is forgotten.
+    pub fn forget_window(&mut self) {
+        self.within_window.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_ready_instance_is_hung_only_after_timeout_plus_one_interval() {
+        let t0 = Instant::now();
+        let timeout = 2 * S;
+        assert!(!is_hung(true, t0, timeout, t0 + timeout));
+        assert!(!is_hung(
+            true,
+            t0,
+            timeout,
+            t0 + timeout + HEARTBEAT_INTERVAL
+        ));
+        assert!(is_hung(
+            true,
+            t0,
+            timeout,
+            t0 + timeout + HEARTBEAT_INTERVAL + Duration::from_millis(1)
+        ));
+    }
+
+    #[test]
+    fn a_starting_instance_gets_timeout_to_become_ready() {
+        let t0 = Instant::now();
+        assert!(!is_hung(false, t0, 3 * S, t0 + 3 * S));
+        assert!(is_hung(
+            false,
+            t0,
+            3 * S,
+            t0 + 3 * S + Duration::from_millis(1)
+        ));
+        // A clock read before `last_heard` (messages read after `now`) is not hung.
+        assert!(!is_hung(true, t0 + S, S, t0));
+    }
+
+    #[test]
+    fn overdue_tells_stuck_from_never_ready_from_draining_too_long() {
+        let t0 = Instant::now();
+        let d = Deadlines {
+            timeout: 2 * S,
+            drain: 5 * S,
+        };
+        let late = t0 + 3 * S;
+        assert_eq!(
+            overdue(Role::Serving, true, t0, d, late),
+            Some(Overdue::Stuck)
+        );
+        assert_eq!(
+            overdue(Role::Replacing, false, t0, d, late),
+            Some(Overdue::NotReady)
+        );
+        assert_eq!(overdue(Role::Serving, true, t0, d, t0 + S), None);
+        let retiring = Role::Retiring { since: t0 };
+        // A draining instance sends no heartbeat that matters: only the drain limit does.
+        assert_eq!(overdue(retiring, true, t0, d, late), None);
+        assert_eq!(
+            overdue(retiring, true, t0, d, t0 + 6 * S),
+            Some(Overdue::Draining)
+        );
+    }
+
+    #[test]
+    fn restarts_are_allowed_up_to_the_limit_then_given_up() {
+        let policy = RestartPolicy {
+            max_restarts: 2,
+            window: 60 * S,
+        };
+        let t0 = Instant::now();
+        let mut h = RestartHistory::default();
+        assert_eq!(h.on_failure(policy, t0), Verdict::Restart { nth: 1 });
+        assert_eq!(h.on_failure(policy, t0 + S), Verdict::Restart { nth: 2 });
+        assert_eq!(
+            h.on_failure(policy, t0 + 2 * S),
+            Verdict::GiveUp { restarts: 2 }
+        );
+        assert_eq!(h.total, 2);
+    }
+
+    #[test]
+    fn restarts_older_than_the_window_no_longer_count() {
+        let policy = RestartPolicy {
+            max_restarts: 1,
+            window: 10 * S,
+        };
+        let t0 = Instant::now();
+        let mut h = RestartHistory::default();
+        assert_eq!(h.on_failure(policy, t0), Verdict::Restart { nth: 1 });
+        assert_eq!(
+            h.on_failure(policy, t0 + 10 * S),
+            Verdict::GiveUp { restarts: 1 }
+        );
+        assert_eq!(
+            h.on_failure(policy, t0 + 11 * S),
+            Verdict::Restart { nth: 1 }
+        );
+        assert_eq!(h.total, 2);
+    }
+
+    #[test]
+    fn forgetting_the_window_allows_restarts_again() {
+        let policy = RestartPolicy {
+            max_restarts: 1,
+            window: 60 * S,
+        };
+        let t0 = Instant::now();
+        let mut h = RestartHistory::default();
+        h.on_failure(policy, t0);
+        assert!(matches!(h.on_failure(policy, t0), Verdict::GiveUp { .. }));
+        h.forget_window();
+        assert_eq!(h.on_failure(policy, t0), Verdict::Restart { nth: 1 });
+    }
+
+    #[test]
+    fn zero_restarts_gives_up_at_the_first_failure() {
+        let policy = RestartPolicy {
+            max_restarts: 0,
+            window: 60 * S,
+        };
+        let mut h = RestartHistory::default();
+        assert_eq!(
+            h.on_failure(policy, Instant::now()),
+            Verdict::GiveUp { restarts: 0 }
+        );
+    }
+}
