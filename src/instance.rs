@@ -2,7 +2,7 @@
 //! in that order, and the clean exit after it.
 //!
 //! Glue only: it must never parse HTTP or call the app itself. Exit codes: 0 after a
-//! graceful stop, 2 when the app (or its virtualenv) cannot be loaded, 1 for other
+//! graceful stop, 2 when the app cannot be loaded, 1 for other
 //! start-up failures such as a port in use.
 
 use std::io::{self, Write};
@@ -187,8 +187,8 @@ fn raise_fd_limit() {
 }
 
 pub fn run(config: InstanceConfig) -> i32 {
-    // Stop signals go to a pipe before Python starts, so Python never installs its own
-    // SIGINT handler (which would raise KeyboardInterrupt inside a request).
+    // Stop signals go to a pipe. The entry point already gave SIGINT back to its default
+    // action, so Python's handler (KeyboardInterrupt inside a request) is not chained.
     let (signal_read, signal_write) = match UnixStream::pair() {
         Ok(pair) => pair,
         Err(e) => {
@@ -229,16 +229,11 @@ pub fn run(config: InstanceConfig) -> i32 {
             return 1;
         }
     };
-    if let Err(message) = wsgi::interpreter::start(&config.python) {
+    if let Err(message) = wsgi::interpreter::set_sys_path(&config.python) {
         log::fatal(&message);
         return 2;
     }
-    let code = Python::attach(|py| serve(py, &config, &mut fds, access_log, signal_read));
-    let finalized = wsgi::interpreter::finalize();
-    if code == 0 && finalized != 0 {
-        log::warn("Python reported an error while shutting down");
-    }
-    code
+    Python::attach(|py| serve(py, &config, &mut fds, access_log, signal_read))
 }
 
 fn serve(
