@@ -453,6 +453,57 @@ mod tests {
         assert!(parse_port_range("0-3").is_err());
     }
 
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn help_version_and_usage_errors_return_their_exit_code() {
+        assert_eq!(Cli::parse_from_args(args(&["--version"])).err(), Some(0));
+        assert_eq!(Cli::parse_from_args(args(&["--help"])).err(), Some(0));
+        assert_eq!(
+            Cli::parse_from_args(args(&["--venv", "x", "app:application"])).err(),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn object_flags_have_the_command_lines_messages() {
+        let bad_port = parse_object_flags(args(&["--port", "http"])).unwrap_err();
+        assert!(
+            bad_port.starts_with("invalid value 'http' for '--port <PORT>'"),
+            "{bad_port}"
+        );
+        let bad_size = parse_object_flags(args(&["--max-body-size", "ten"]))
+            .unwrap()
+            .validate_for(AppSpec::object("app"))
+            .err();
+        assert_eq!(
+            bad_size.as_deref(),
+            Some("--max-body-size: 'ten' is not a size (examples: 4096, 512K, 10M, 1G)")
+        );
+    }
+
+    #[test]
+    fn object_flags_refuse_an_app_argument_and_subcommands() {
+        assert!(parse_object_flags(args(&["app:application"])).is_err());
+        assert!(parse_object_flags(args(&["status"])).is_err());
+        assert!(parse_object_flags(args(&[])).is_ok());
+    }
+
+    #[test]
+    fn server_flags_tell_switches_and_repeatable_flags_apart() {
+        let flags = server_flags();
+        let find = |name: &str| flags.iter().find(|f| f.name == name);
+        let nginx = find("nginx").unwrap();
+        assert!(!nginx.takes_value && !nginx.repeatable);
+        let pythonpath = find("pythonpath").unwrap();
+        assert!(pythonpath.takes_value && pythonpath.repeatable);
+        let port = find("port").unwrap();
+        assert!(port.takes_value && !port.repeatable);
+        assert!(find("venv").is_none() && find("help").is_none() && find("version").is_none());
+    }
+
     #[test]
     fn host_port_accepts_localhost_and_ipv6() {
         assert_eq!(
