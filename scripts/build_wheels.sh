@@ -45,7 +45,7 @@ version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 status=0
 for v in "${VERSIONS[@]}"; do
     tag="cp${v/./}-cp${v/./}"
-    wheels=(dist/evserve-"$version"-"$tag"-manylinux_*_x86_64*.whl)
+    wheels=(dist/evserve-"$version"-"$tag"-manylinux*_x86_64*.whl)
     if [ ! -e "${wheels[0]}" ]; then
         echo "build_wheels.sh: no $tag manylinux wheel in dist/: $(ls dist)" >&2
         status=1
