@@ -8,6 +8,7 @@
 use std::io::{self, Write};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
@@ -143,19 +144,33 @@ const WATCHDOG_MARGIN: Duration = Duration::from_secs(1);
 /// After a second stop signal, how long the event loop gets to exit by itself.
 const SECOND_SIGNAL_GRACE: Duration = Duration::from_millis(500);
 
+/// Bumped by `stand_down_watchdog`: a watchdog started before that does nothing more.
+static WATCHDOG_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// For a caller that goes on after `run` returned (`evserve.serve()` from Python): the
+/// watchdogs started so far no longer end the process.
+pub fn stand_down_watchdog() {
+    WATCHDOG_GENERATION.fetch_add(1, Ordering::SeqCst);
+}
+
 /// The event loop cannot see a stop signal while the app is stuck inside a request. This
 /// thread (it never touches Python) ends the process when the loop could not: at the
 /// graceful timeout, or soon after a second signal.
 fn start_watchdog(graceful: Duration) -> io::Result<()> {
     let mut signals = Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+    let generation = WATCHDOG_GENERATION.load(Ordering::SeqCst);
+    let stood_down = move || WATCHDOG_GENERATION.load(Ordering::SeqCst) != generation;
     std::thread::Builder::new()
         .name("evserve-watchdog".into())
         .spawn(move || {
-            if signals.forever().next().is_none() {
+            if signals.forever().next().is_none() || stood_down() {
                 return;
             }
             let deadline = Instant::now() + graceful + WATCHDOG_MARGIN;
             loop {
+                if stood_down() {
+                    return;
+                }
                 if signals.pending().next().is_some() {
                     std::thread::sleep(SECOND_SIGNAL_GRACE);
                     log::warn("second stop signal while a request is still running: exiting now");

@@ -62,7 +62,8 @@ def serve(
     Returns None after a graceful stop. Raises TypeError for an unknown keyword,
     ValueError for a bad value (with the command line's message), and RuntimeError
     when the server cannot start or stops with an error (the log says why).
-    Must be called from the main thread. `workers` and `port_range` are not
+    Must be called from the main thread, once per process; afterwards SIGINT and
+    SIGTERM are Python's again. `workers` and `port_range` are not
     available for an app object: use the `evserve` command with an import string.
     """
     options = {"host": host, "port": port, "workers": workers, **options}

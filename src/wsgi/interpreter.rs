@@ -11,13 +11,35 @@ use pyo3::types::PyList;
 
 use crate::config::PythonSetup;
 
-/// Gives SIGINT back to its default action, before the Rust handlers are installed.
+/// Python's own handlers for the stop signals, as they were before `prepare`.
+pub struct PythonHandlers {
+    saved: Vec<(Py<PyAny>, Py<PyAny>)>,
+}
+
+impl PythonHandlers {
+    /// Gives SIGINT and SIGTERM back to Python's handlers, for a caller that goes on
+    /// after serving. Failures are only logged: the server has already stopped.
+    pub fn restore(self, py: Python<'_>) {
+        let restored = py.import("signal").and_then(|signal| {
+            for (signum, handler) in &self.saved {
+                signal.call_method1("signal", (signum, handler))?;
+            }
+            Ok(())
+        });
+        if let Err(e) = restored {
+            crate::log::warn(&format!("cannot give the stop signals back to Python: {e}"));
+        }
+    }
+}
+
+/// Gives SIGINT back to its default action, before the Rust handlers are installed, and
+/// returns Python's handlers for SIGINT and SIGTERM.
 ///
 /// Python installed its own SIGINT handler at start-up; left in place, the Rust handler
 /// would pass the signal on to it and a request in progress would get KeyboardInterrupt.
 /// Python's `signal.signal` only works in the main thread: serving from another thread
 /// is refused with a message saying so.
-pub fn prepare(py: Python<'_>) -> Result<(), String> {
+pub fn prepare(py: Python<'_>) -> Result<PythonHandlers, String> {
     let threading = py.import("threading").map_err(|e| e.to_string())?;
     let in_main = threading
         .call_method0("current_thread")
@@ -26,12 +48,21 @@ pub fn prepare(py: Python<'_>) -> Result<(), String> {
     if !in_main {
         return Err("evserve must run in the main thread (it handles the stop signals)".into());
     }
-    let signal = py.import("signal").map_err(|e| e.to_string())?;
-    signal
-        .getattr("SIGINT")
-        .and_then(|sigint| signal.call_method1("signal", (sigint, signal.getattr("SIG_DFL")?)))
-        .map(drop)
-        .map_err(|e| format!("cannot take over SIGINT from Python: {e}"))
+    (|| -> PyResult<PythonHandlers> {
+        let signal = py.import("signal")?;
+        let mut saved = Vec::new();
+        for name in ["SIGINT", "SIGTERM"] {
+            let signum = signal.getattr(name)?;
+            let handler = signal.call_method1("getsignal", (&signum,))?;
+            saved.push((signum.unbind(), handler.unbind()));
+        }
+        signal.call_method1(
+            "signal",
+            (signal.getattr("SIGINT")?, signal.getattr("SIG_DFL")?),
+        )?;
+        Ok(PythonHandlers { saved })
+    })()
+    .map_err(|e| format!("cannot take over SIGINT from Python: {e}"))
 }
 
 /// Puts the working directory first on `sys.path` (as gunicorn does), preceded by any

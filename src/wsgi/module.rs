@@ -7,6 +7,7 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
@@ -15,6 +16,10 @@ use pyo3::prelude::*;
 use super::interpreter;
 use crate::config::Mode;
 use crate::{cli, entry, instance, log};
+
+/// Set by the first `serve`: the stop-signal handlers are installed once per process, so
+/// a second server in the same process could not be stopped gracefully.
+static SERVED: AtomicBool = AtomicBool::new(false);
 
 /// The app object `serve` was given, for the instance to load (see `given_app`).
 static GIVEN_APP: Mutex<Option<Py<PyAny>>> = Mutex::new(None);
@@ -50,6 +55,7 @@ fn describe(app: &Bound<'_, PyAny>) -> String {
 /// launcher starts its instances with it). Returns the exit code.
 #[pyfunction]
 fn main(py: Python<'_>, argv: Vec<OsString>, executable: PathBuf) -> i32 {
+    // The process ends when this returns: Python's handlers need not come back.
     if let Err(message) = interpreter::prepare(py) {
         log::fatal(&message);
         return 1;
@@ -79,9 +85,17 @@ fn serve(py: Python<'_>, app: Bound<'_, PyAny>, argv: Vec<OsString>) -> PyResult
             ))
         }
     };
-    interpreter::prepare(py).map_err(PyRuntimeError::new_err)?;
+    if SERVED.swap(true, Ordering::SeqCst) {
+        return Err(PyRuntimeError::new_err(
+            "serve() runs once per process: start another process for another server",
+        ));
+    }
+    let python_handlers = interpreter::prepare(py).map_err(PyRuntimeError::new_err)?;
     *given_slot() = Some(app.unbind());
     let code = py.detach(|| instance::run(*config));
+    // The caller goes on: stop signals are Python's again and end nothing by themselves.
+    instance::stand_down_watchdog();
+    python_handlers.restore(py);
     given_slot().take();
     Ok(code)
 }
