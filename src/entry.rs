@@ -8,6 +8,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use crate::config::{self, AppSpec, Mode};
+use crate::wsgi::preload;
 use crate::{cli, instance, log, nginx, supervisor};
 
 /// The whole command line: `args` without the program name; `python` is the interpreter
@@ -39,8 +40,9 @@ pub fn object_mode(args: Vec<OsString>, app: &str) -> Result<Mode, String> {
 pub fn run(mode: Mode, relaunch: config::Relaunch) -> i32 {
     match mode {
         Mode::Instance(config) => instance::run(*config),
-        // The launcher starts its instances with its own flags.
+        // The launcher starts its instances (and its preloader) with its own flags.
         Mode::Launcher(config) if instance::under_launcher() => instance::run(config.instance),
+        Mode::Launcher(config) if preload::is_preloader() => preload::run(config.instance),
         Mode::Launcher(mut config) => {
             config.relaunch = relaunch;
             supervisor::run(*config)

@@ -8,6 +8,7 @@
 mod environ;
 pub mod interpreter;
 mod module;
+pub mod preload;
 mod response;
 
 use std::ffi::CString;

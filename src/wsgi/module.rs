@@ -30,6 +30,11 @@ fn given_slot() -> std::sync::MutexGuard<'static, Option<Py<PyAny>>> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Makes `app` the object instances load (`AppSource::Object`).
+pub fn set_given_app(app: Py<PyAny>) {
+    *given_slot() = Some(app);
+}
+
 /// The app object handed to `serve`, as the instance loads it.
 pub fn given_app(py: Python<'_>) -> Result<Bound<'_, PyAny>, String> {
     given_slot()
