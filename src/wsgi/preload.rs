@@ -89,7 +89,12 @@ fn preload(py: Python<'_>, config: &InstanceConfig) -> PyResult<i32> {
         let slot = text.strip_prefix("fork ").unwrap_or("").trim().to_string();
         let reply = match (slot.parse::<usize>(), fds.as_slice()) {
             (Ok(_), &[listen, control]) => {
-                match fork_instance(py, config, &slot, listen, control) {
+                let request = ForkRequest {
+                    slot: &slot,
+                    listen,
+                    control,
+                };
+                match fork_instance(py, config, &request) {
                     Ok(pid) => format!("forked {slot} {pid}"),
                     Err(e) => format!("failed {slot} {e}"),
                 }
@@ -103,14 +108,19 @@ fn preload(py: Python<'_>, config: &InstanceConfig) -> PyResult<i32> {
     }
 }
 
-/// Double-forks an instance on `listen`/`control`; returns its pid. Only the preloader
-/// returns from here: the forked processes end with `os._exit`.
+/// One `fork SLOT` request: the slot and the two fds it came with.
+struct ForkRequest<'a> {
+    slot: &'a str,
+    listen: i32,
+    control: i32,
+}
+
+/// Double-forks an instance for `request`; returns its pid. Only the preloader returns
+/// from here: the forked processes end with `os._exit`.
 fn fork_instance(
     py: Python<'_>,
     config: &InstanceConfig,
-    slot: &str,
-    listen: i32,
-    control: i32,
+    request: &ForkRequest<'_>,
 ) -> PyResult<i32> {
     let os = py.import("os")?;
     // Output still buffered here would otherwise be written by every child as well.
@@ -124,7 +134,7 @@ fn fork_instance(
             let pid: i32 = os.call_method0("fork")?.extract()?;
             if pid == 0 {
                 os.call_method1("close", (write_end,))?;
-                become_instance(py, config, slot, listen, control)
+                become_instance(py, config, request)
             } else {
                 let told = PyBytes::new(py, pid.to_string().as_bytes());
                 os.call_method1("write", (write_end, told))?;
@@ -152,10 +162,13 @@ fn fork_instance(
 fn become_instance(
     py: Python<'_>,
     config: &InstanceConfig,
-    slot: &str,
-    listen: i32,
-    control: i32,
+    request: &ForkRequest<'_>,
 ) -> PyResult<i32> {
+    let ForkRequest {
+        slot,
+        listen,
+        control,
+    } = *request;
     let os = py.import("os")?;
     let middle: i32 = os.call_method0("getppid")?.extract()?;
     let deadline = Instant::now() + REPARENT_WAIT;
