@@ -131,10 +131,11 @@ fn fork_instance(
         // The middle process: fork the instance, tell its pid, exit so it is reparented.
         let code = (|| -> PyResult<i32> {
             os.call_method1("close", (read_end,))?;
+            let middle: i32 = os.call_method0("getpid")?.extract()?;
             let pid: i32 = os.call_method0("fork")?.extract()?;
             if pid == 0 {
                 os.call_method1("close", (write_end,))?;
-                become_instance(py, config, request)
+                become_instance(py, config, request, middle)
             } else {
                 let told = PyBytes::new(py, pid.to_string().as_bytes());
                 os.call_method1("write", (write_end, told))?;
@@ -159,10 +160,12 @@ fn fork_instance(
 
 /// In the forked instance: wait to be handed to the launcher, put the sockets on fds 3
 /// and 4, serve the preloaded app, run `atexit` handlers, flush. Returns the exit code.
+/// `middle` is the pid of the process that forked it, which exits at once.
 fn become_instance(
     py: Python<'_>,
     config: &InstanceConfig,
     request: &ForkRequest<'_>,
+    middle: i32,
 ) -> PyResult<i32> {
     let ForkRequest {
         slot,
@@ -170,7 +173,6 @@ fn become_instance(
         control,
     } = *request;
     let os = py.import("os")?;
-    let middle: i32 = os.call_method0("getppid")?.extract()?;
     let deadline = Instant::now() + REPARENT_WAIT;
     while os.call_method0("getppid")?.extract::<i32>()? == middle && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));

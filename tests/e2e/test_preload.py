@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -51,6 +52,7 @@ def test_preloader_forks_instances_that_serve_the_app_it_imported_once(tmp_path,
         listener = socket.create_server(("127.0.0.1", port))
         for slot in (0, 1):
             ctl_ours, ctl_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+            asked = time.monotonic()
             socket.send_fds(ours, [f"fork {slot}".encode()], [listener.fileno(), ctl_theirs.fileno()])
             ctl_theirs.close()
             kind, got_slot, pid = recv(ours).split()
@@ -58,6 +60,9 @@ def test_preloader_forks_instances_that_serve_the_app_it_imported_once(tmp_path,
             pid = int(pid)
             instances.append(pid)
             assert recv(ctl_ours) == "ready"
+            # Bug: an instance whose middle parent had already exited waited out the whole
+            # 5 s hand-over timeout before serving.
+            assert time.monotonic() - asked < 2.5, "the forked instance was slow to start"
             ppid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
             assert ppid == os.getpid(), "the instance was not handed to the subreaper"
         listener.close()
