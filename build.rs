@@ -1,23 +1,16 @@
-//! Build script: links the binary to the CPython it was built against.
+//! Build script: lets `cargo test` run against the CPython it was built for.
 //!
-//! It must never guess an interpreter: everything comes from pyo3's build config
-//! (set `PYO3_PYTHON` to the base interpreter, not a venv's).
+//! The Python extension module (built by maturin, which sets `PYO3_BUILD_EXTENSION_MODULE`)
+//! must never link libpython nor carry an rpath to it: the interpreter that imports the
+//! module provides it. Everything about the interpreter comes from pyo3's build config.
 
 fn main() {
-    // Without an rpath the loader picks up the system libpython, whose stdlib
-    // does not match the build interpreter's.
-    pyo3_build_config::add_libpython_rpath_link_args();
-    let config = pyo3_build_config::get();
-    let executable = config
-        .executable()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    println!("cargo:rustc-env=EVSERVE_BUILD_PYTHON={executable}");
-    println!(
-        "cargo:rustc-env=EVSERVE_BUILD_PYTHON_VERSION={}.{}",
-        config.version().major,
-        config.version().minor
-    );
+    println!("cargo:rerun-if-env-changed=PYO3_BUILD_EXTENSION_MODULE");
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
     println!("cargo:rerun-if-changed=build.rs");
+    if std::env::var_os("PYO3_BUILD_EXTENSION_MODULE").is_none() {
+        // Unit tests link libpython; without an rpath the loader may pick up a system
+        // libpython whose stdlib does not match the build interpreter's.
+        pyo3_build_config::add_libpython_rpath_link_args();
+    }
 }

@@ -79,15 +79,12 @@ class Server:
 
 
 def evserve_bin():
-    return os.environ.get("EVSERVE_BIN") or os.path.join(
-        os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"),
-        "release",
-        "evserve",
-    )
+    """evserve as installed in the bench venv (bench/run.sh installs it there)."""
+    return os.environ.get("EVSERVE_BIN") or os.path.join(VENV, "bin", "evserve")
 
 
 def _evserve_common(app):
-    return ["--venv", VENV, "--chdir", HERE, "apps:" + app]
+    return ["--chdir", HERE, "apps:" + app]
 
 
 def _gunicorn(worker_class, workers, extra=()):
@@ -174,7 +171,7 @@ def _evserve_nginx(port, app, workdir):
     ] + _evserve_common(app)  # fmt: skip
 
 
-EVSERVE_ENV = {"VIRTUAL_ENV": VENV}
+EVSERVE_ENV = {}
 
 SINGLE = [
     Server("evserve", _evserve_one, needs="evserve", env=EVSERVE_ENV),
@@ -499,7 +496,7 @@ def available(server, peer_status):
     """None if the server can run here, else why not."""
     need = server.needs
     if need == "evserve":
-        return None if os.access(evserve_bin(), os.X_OK) else "binary not built"
+        return None if os.access(evserve_bin(), os.X_OK) else "not installed in the bench venv"
     if need == "nginx":
         return None if _which("nginx") else "nginx not installed"
     status = peer_status.get(need)

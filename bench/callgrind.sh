@@ -18,7 +18,7 @@ server=${1:-evserve}
 app=${2:-environ_app}
 seconds=${SECONDS_MEASURED:-10}
 port=${PORT:-9190}
-evserve_bin=${EVSERVE_BIN:-../target/release/evserve}
+evserve_bin=${EVSERVE_BIN:-.venv/bin/evserve}
 work=$(mktemp -d /tmp/evserve-callgrind.XXXXXX)
 out="$work/callgrind.out"
 

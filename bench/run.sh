@@ -5,10 +5,10 @@
 #                [--connections 50] [--warmup 1] [--quick] [--no-build]
 #
 # Installs what it needs (wrk, nginx, libev-dev and a C toolchain via apt-get;
-# the bench venv bench/.venv with the peer servers and matplotlib), builds
-# evserve in release, then runs bench/bench.py, which writes
-# bench/results/latest.md and bench/results/latest.png.
-# --no-build uses the evserve binary already built (others may be compiling).
+# the bench venv bench/.venv with the peer servers and matplotlib), installs
+# evserve from this checkout into it (pip install, release build), then runs
+# bench/bench.py, which writes bench/results/latest.md and bench/results/latest.png.
+# --no-build uses the evserve already installed in bench/.venv (others may be compiling).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -100,13 +100,12 @@ fi
 mv "$STATUS.new" "$STATUS"
 
 # --- evserve ----------------------------------------------------------------
-target=${CARGO_TARGET_DIR:-$ROOT/target}
-export EVSERVE_BIN=${EVSERVE_BIN:-$target/release/evserve}
+export EVSERVE_BIN=${EVSERVE_BIN:-$VENV/bin/evserve}
 if [ "$build" = 1 ]; then
-    say "building evserve (release)"
-    if ! (cd "$ROOT" && PYO3_PYTHON="$PYTHON311" cargo build --release --quiet); then
-        say "cargo build --release failed: evserve is left out of this run"
-        export EVSERVE_BIN=$target/release/evserve-build-failed
+    say "installing evserve into $VENV (pip install, release build)"
+    if ! pip install --force-reinstall --no-deps "$ROOT"; then
+        say "pip install of evserve failed: evserve is left out of this run"
+        export EVSERVE_BIN=$VENV/bin/evserve-install-failed
     fi
 fi
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds evserve (release) and serves APP from one instance per core behind nginx.
+# Serves APP from one instance per core behind nginx, with the installed evserve.
 #
 #   scripts/launch.sh APP [extra evserve flags...]
 #   scripts/launch.sh examples/hello.py:app --max-body-size 10M
@@ -9,14 +9,15 @@
 #   EVSERVE_PORTS    instance ports FIRST-LAST         (default 8001 up, one per core)
 #   EVSERVE_CONF     nginx config written by evserve   (default ./.evserve/nginx.conf)
 #   EVSERVE_WAIT     seconds to wait for an answer     (default 60)
-#   PYO3_PYTHON      the Python evserve embeds         (default: see scripts/build.sh)
+#   EVSERVE_BIN      the evserve command (default: evserve on PATH, else .venv/bin/evserve,
+#                    which is made with `python3 -m venv .venv && pip install .` when missing)
 #
 # Waits (bounded) until nginx answers, prints where, then stays in the foreground:
 # Ctrl-C or SIGTERM drains and stops everything; SIGHUP reloads the app.
 set -euo pipefail
 
 if [[ $# -lt 1 || $1 == -h || $1 == --help ]]; then
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 
@@ -32,10 +33,15 @@ if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then
     exit 1
 fi
 
-echo "launch.sh: building evserve (release)..." >&2
-"$repo/scripts/build.sh" --quiet
-target_dir=${CARGO_TARGET_DIR:-$repo/target}
-evserve=$target_dir/release/evserve
+evserve=${EVSERVE_BIN:-$(command -v evserve || true)}
+if [[ -z $evserve ]]; then
+    evserve=$repo/.venv/bin/evserve
+    if [[ ! -x $evserve ]]; then
+        echo "launch.sh: installing evserve into $repo/.venv (pip install .)..." >&2
+        python3 -m venv "$repo/.venv"
+        "$repo/.venv/bin/pip" install --quiet --disable-pip-version-check "$repo"
+    fi
+fi
 
 mkdir -p "$(dirname "$conf")"
 # Job control: the launcher gets its own process group, so a Ctrl-C here reaches it once,

@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
 # The test command: on a fresh Debian machine (as root) installs what the tests need,
-# builds evserve, and runs `cargo test` and the end-to-end tests. Exits non-zero on any failure.
+# installs evserve from this checkout into .venv-test (pip install .), and runs
+# `cargo test`, the end-to-end tests against the installed `evserve` command, and the
+# package smoke tests (install and serve on the oldest and newest supported Python).
+# Exits non-zero on any failure.
 #
 #   scripts/test.sh              everything
-#   scripts/test.sh -k framing   extra arguments go to pytest
+#   scripts/test.sh -k framing   extra arguments go to the end-to-end pytest run only
+#                                (the package smoke tests are skipped then)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BASE_PYTHON=/root/.pyenv/versions/3.11.7/bin/python3.11
+PYENV=/root/.pyenv/versions
+BASE_PYTHON=$PYENV/3.11.7/bin/python3.11
 if [ ! -x "$BASE_PYTHON" ]; then
     BASE_PYTHON=$(command -v python3)
 fi
-# Build and venv creation must see the base interpreter, never an active venv.
+# Builds and venvs must see the base interpreter, never an active venv.
 unset VIRTUAL_ENV PYTHONHOME
 export PYO3_PYTHON="$BASE_PYTHON"
+PIP_QUIET=(--quiet --disable-pip-version-check)
+started=$SECONDS
 
-step() { printf '\n==> %s\n' "$*"; }
+step() { printf '\n==> %s (%ss)\n' "$*" "$((SECONDS - started))"; }
 
 step "test venv .venv-test ($BASE_PYTHON)"
 if [ ! -x .venv-test/bin/python ] || ! .venv-test/bin/python -c 'import sys; sys.exit(0)' 2>/dev/null; then
@@ -28,7 +35,7 @@ if [ ! -x .venv-test/bin/python ] || ! .venv-test/bin/python -c 'import sys; sys
     fi
 fi
 printf '*\n' > .venv-test/.gitignore
-.venv-test/bin/python -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+.venv-test/bin/python -m pip install "${PIP_QUIET[@]}" -r tests/requirements.txt
 
 export PATH="$PATH:/usr/sbin:/sbin"  # nginx lives in /usr/sbin
 if ! command -v nginx >/dev/null 2>&1; then
@@ -38,13 +45,18 @@ if ! command -v nginx >/dev/null 2>&1; then
     apt-get install -y -qq nginx >/dev/null
 fi
 
-step "cargo build --release"
-scripts/build.sh --locked
-TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-export EVSERVE_BIN="$TARGET_DIR/release/evserve"
+step "pip install . (into .venv-test)"
+.venv-test/bin/python -m pip install "${PIP_QUIET[@]}" --force-reinstall --no-deps .
+export EVSERVE_BIN="$PWD/.venv-test/bin/evserve"
 
 step "cargo test"
 cargo test --locked
 
 step "pytest tests/e2e"
-exec .venv-test/bin/python -m pytest tests/e2e -p no:cacheprovider -rfEs "$@"
+.venv-test/bin/python -m pytest tests/e2e -p no:cacheprovider -rfEs "$@"
+
+if [ $# -eq 0 ]; then
+    step "pytest tests/package (install and serve on Python 3.10 and 3.13)"
+    .venv-test/bin/python -m pytest tests/package -p no:cacheprovider -rfEs
+fi
+step "all tests passed"

@@ -3,6 +3,7 @@
 //! This module only parses and checks: it never opens sockets, starts Python or
 //! spawns processes. Every bad value is reported as one line naming the flag.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,18 +31,65 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// Parses this process's command line, exiting with a usage error when it is bad.
-    ///
-    /// An empty `VIRTUAL_ENV` (left by shells and tools that unset a venv by emptying
-    /// the variable) counts as unset rather than as an empty `--venv`.
-    pub fn parse_args() -> Cli {
-        let mut command = Cli::command();
-        if std::env::var_os("VIRTUAL_ENV").is_some_and(|v| v.is_empty()) {
-            command = command.mut_arg("venv", |arg| arg.env(None));
-        }
-        let matches = command.get_matches();
-        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    /// Parses a command line (`args` without the program name). On a usage error,
+    /// `--help` or `--version` clap's text is printed and the exit code comes back, for
+    /// the caller to return: nothing here exits the process.
+    pub fn parse_from_args(args: Vec<OsString>) -> Result<Cli, i32> {
+        Cli::try_parse_from(std::iter::once(OsString::from("evserve")).chain(args)).map_err(|e| {
+            let _ = e.print();
+            e.exit_code()
+        })
     }
+}
+
+/// Parses the flags of a server whose app is given as an object, not as APP. A bad
+/// flag comes back as the one line the command line would print, without "error: ".
+pub fn parse_object_flags(args: Vec<OsString>) -> Result<ServeArgs, String> {
+    let argv = std::iter::once(OsString::from("evserve")).chain(args);
+    let matches = Cli::command()
+        .mut_arg("app", |arg| arg.required(false))
+        .try_get_matches_from(argv)
+        .and_then(|m| Cli::from_arg_matches(&m))
+        .map_err(|e| first_line(&e.to_string()))?;
+    if matches.command.is_some() {
+        return Err("a subcommand is not a server option".into());
+    }
+    if let Some(app) = matches.serve.app {
+        return Err(format!(
+            "unexpected APP '{app}': the app is the object being served"
+        ));
+    }
+    Ok(matches.serve)
+}
+
+fn first_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or(text).trim();
+    line.strip_prefix("error: ").unwrap_or(line).to_string()
+}
+
+/// One server flag as the Python API sees it.
+pub struct FlagInfo {
+    /// The long name, without the dashes (`max-body-size`).
+    pub name: String,
+    /// False for switches such as `--nginx`.
+    pub takes_value: bool,
+    /// True for flags that may be given more than once (`--pythonpath`).
+    pub repeatable: bool,
+}
+
+/// Every flag of the server (not of the subcommands), without --help and --version.
+pub fn server_flags() -> Vec<FlagInfo> {
+    Cli::command()
+        .get_arguments()
+        .filter(|arg| !matches!(arg.get_id().as_str(), "help" | "version"))
+        .filter_map(|arg| {
+            Some(FlagInfo {
+                name: arg.get_long()?.to_string(),
+                takes_value: arg.get_action().takes_values(),
+                repeatable: matches!(arg.get_action(), clap::ArgAction::Append),
+            })
+        })
+        .collect()
 }
 
 #[derive(Subcommand, Debug)]
@@ -100,9 +148,6 @@ pub struct ServeArgs {
     /// Add a directory to sys.path (repeatable).
     #[arg(long = "pythonpath", value_name = "DIR")]
     pub pythonpath: Vec<PathBuf>,
-    /// Virtualenv whose packages the app imports (default: $VIRTUAL_ENV).
-    #[arg(long, value_name = "DIR", env = "VIRTUAL_ENV")]
-    pub venv: Option<PathBuf>,
     /// SCRIPT_NAME the app is mounted at.
     #[arg(long, value_name = "PATH", default_value = "")]
     pub root_path: String,
@@ -279,6 +324,11 @@ impl ServeArgs {
     pub fn validate(self) -> Result<Mode, String> {
         let app_text = self.app.clone().ok_or("an APP argument is required")?;
         let app = AppSpec::parse(&app_text)?;
+        self.validate_for(app)
+    }
+
+    /// Checks every flag and builds the typed configuration for serving `app`.
+    pub fn validate_for(self, app: AppSpec) -> Result<Mode, String> {
         let max_body =
             parse_size(&self.max_body_size).map_err(|e| format!("--max-body-size: {e}"))?;
         if self.limit_request_line < 64 {
@@ -320,11 +370,6 @@ impl ServeArgs {
             tcp => tcp,
         };
         let python = PythonSetup {
-            venv: self
-                .venv
-                .clone()
-                .filter(|p| !p.as_os_str().is_empty())
-                .map(absolute),
             chdir: self.chdir.clone(),
             pythonpath: self.pythonpath.clone(),
         };
@@ -386,6 +431,7 @@ impl ServeArgs {
             run_nginx: self.nginx,
             control_socket: self.control_socket.clone(),
             preload: self.preload,
+            relaunch: Default::default(),
         })))
     }
 }
@@ -411,6 +457,57 @@ mod tests {
         assert!(parse_port_range("8004-8001").is_err());
         assert!(parse_port_range("8001").is_err());
         assert!(parse_port_range("0-3").is_err());
+    }
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn help_version_and_usage_errors_return_their_exit_code() {
+        assert_eq!(Cli::parse_from_args(args(&["--version"])).err(), Some(0));
+        assert_eq!(Cli::parse_from_args(args(&["--help"])).err(), Some(0));
+        assert_eq!(
+            Cli::parse_from_args(args(&["--venv", "x", "app:application"])).err(),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn object_flags_have_the_command_lines_messages() {
+        let bad_port = parse_object_flags(args(&["--port", "http"])).unwrap_err();
+        assert!(
+            bad_port.starts_with("invalid value 'http' for '--port <PORT>'"),
+            "{bad_port}"
+        );
+        let bad_size = parse_object_flags(args(&["--max-body-size", "ten"]))
+            .unwrap()
+            .validate_for(AppSpec::object("app"))
+            .err();
+        assert_eq!(
+            bad_size.as_deref(),
+            Some("--max-body-size: 'ten' is not a size (examples: 4096, 512K, 10M, 1G)")
+        );
+    }
+
+    #[test]
+    fn object_flags_refuse_an_app_argument_and_subcommands() {
+        assert!(parse_object_flags(args(&["app:application"])).is_err());
+        assert!(parse_object_flags(args(&["status"])).is_err());
+        assert!(parse_object_flags(args(&[])).is_ok());
+    }
+
+    #[test]
+    fn server_flags_tell_switches_and_repeatable_flags_apart() {
+        let flags = server_flags();
+        let find = |name: &str| flags.iter().find(|f| f.name == name);
+        let nginx = find("nginx").unwrap();
+        assert!(!nginx.takes_value && !nginx.repeatable);
+        let pythonpath = find("pythonpath").unwrap();
+        assert!(pythonpath.takes_value && pythonpath.repeatable);
+        let port = find("port").unwrap();
+        assert!(port.takes_value && !port.repeatable);
+        assert!(find("venv").is_none() && find("help").is_none() && find("version").is_none());
     }
 
     #[test]

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 pub use crate::http1::Limits;
 
-/// Where the app comes from: a module or a file, and the expression naming the callable in it.
+/// Where the app comes from: a module or a file and the expression naming the callable in
+/// it, or the object handed to the Python API.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppSpec {
     /// The text as given, for messages.
@@ -22,6 +23,8 @@ pub struct AppSpec {
 pub enum AppSource {
     Module(String),
     File(PathBuf),
+    /// The object given to `evserve.serve()` (`expr` is empty).
+    Object,
 }
 
 impl AppSpec {
@@ -64,6 +67,17 @@ impl AppSpec {
     }
 }
 
+impl AppSpec {
+    /// The app object handed over by the Python API; `text` describes it in messages.
+    pub fn object(text: &str) -> AppSpec {
+        AppSpec {
+            text: text.to_string(),
+            source: AppSource::Object,
+            expr: String::new(),
+        }
+    }
+}
+
 fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c == '_' || c.is_alphabetic())
@@ -85,10 +99,9 @@ impl std::fmt::Display for BindAddr {
     }
 }
 
-/// How Python is found and where the app's imports come from.
+/// Where the app's imports come from (the packages are those of the running Python).
 #[derive(Clone, Debug, Default)]
 pub struct PythonSetup {
-    pub venv: Option<PathBuf>,
     pub chdir: Option<PathBuf>,
     pub pythonpath: Vec<PathBuf>,
 }
@@ -144,6 +157,17 @@ pub struct LauncherConfig {
     pub control_socket: Option<PathBuf>,
     /// `--preload`: instances are forked from one process that imported the app.
     pub preload: bool,
+    /// How instances are started: filled in by the entry point, which knows the argv.
+    pub relaunch: Relaunch,
+}
+
+/// The command an instance is started with: `python -m evserve FLAGS...`.
+#[derive(Clone, Debug, Default)]
+pub struct Relaunch {
+    /// The Python interpreter the launcher runs in (`sys.executable`).
+    pub python: PathBuf,
+    /// The launcher's own arguments, without the program name.
+    pub args: Vec<std::ffi::OsString>,
 }
 
 pub enum Mode {

@@ -7,6 +7,7 @@
 use std::io::{self, Write};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
@@ -135,16 +136,21 @@ const WATCHDOG_CHECK: Duration = Duration::from_millis(20);
 /// and SIGINT at once, or one signal delivered twice) are one stop, as in the event loop.
 fn start_watchdog(graceful: Duration) -> io::Result<()> {
     let mut signals = Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+    let generation = WATCHDOG_GENERATION.load(Ordering::SeqCst);
+    let stood_down = move || WATCHDOG_GENERATION.load(Ordering::SeqCst) != generation;
     std::thread::Builder::new()
         .name("evserve-watchdog".into())
         .spawn(move || {
-            if signals.forever().next().is_none() {
+            if signals.forever().next().is_none() || stood_down() {
                 return;
             }
             let first = Instant::now();
             let deadline = first + graceful + WATCHDOG_MARGIN;
             let mut checked = first;
             loop {
+                if stood_down() {
+                    return;
+                }
                 // A signal seen now arrived after the previous check: one that may have
                 // arrived within `SAME_STOP_WITHIN` of the first is part of the same stop.
                 let arrived = signals.pending().count() > 0;
@@ -162,6 +168,15 @@ fn start_watchdog(graceful: Duration) -> io::Result<()> {
             }
         })?;
     Ok(())
+}
+
+/// Bumped by `stand_down_watchdog`: a watchdog started before that does nothing more.
+static WATCHDOG_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// For a caller that goes on after `run` returned (`evserve.serve()` from Python): the
+/// watchdogs started so far no longer end the process.
+pub fn stand_down_watchdog() {
+    WATCHDOG_GENERATION.fetch_add(1, Ordering::SeqCst);
 }
 
 /// As many open files as the hard limit allows: each connection is one.
@@ -228,7 +243,7 @@ pub fn run(config: InstanceConfig) -> i32 {
         }
     };
     let mut fds = listenfd::ListenFd::from_env();
-    if let Err(message) = wsgi::interpreter::start(&config.python) {
+    if let Err(message) = wsgi::interpreter::set_sys_path(&config.python) {
         log::fatal(&message);
         return ExitCode::AppLoadFailure.code();
     }
@@ -246,7 +261,7 @@ pub fn run(config: InstanceConfig) -> i32 {
         };
         serve(py, &config, app, sockets, access_log, signal_read)
     });
-    finish(code)
+    code
 }
 
 /// The app, or the exit code after saying why it cannot be loaded.
@@ -255,15 +270,6 @@ fn load<'py>(py: Python<'py>, config: &InstanceConfig) -> Result<Bound<'py, PyAn
         log::fatal(&message);
         ExitCode::AppLoadFailure.code()
     })
-}
-
-/// Tears Python down (atexit handlers run) and returns the exit code.
-fn finish(code: i32) -> i32 {
-    let finalized = wsgi::interpreter::finalize();
-    if code == 0 && finalized != 0 {
-        log::warn("Python reported an error while shutting down");
-    }
-    code
 }
 
 fn take_control(fds: &mut listenfd::ListenFd) -> Option<UnixDatagram> {
@@ -292,7 +298,7 @@ fn run_preloader(config: InstanceConfig) -> i32 {
             return ExitCode::Failure.code();
         }
     };
-    if let Err(message) = wsgi::interpreter::start(&config.python) {
+    if let Err(message) = wsgi::interpreter::set_sys_path(&config.python) {
         log::fatal(&message);
         return ExitCode::AppLoadFailure.code();
     }
@@ -310,7 +316,7 @@ fn run_preloader(config: InstanceConfig) -> i32 {
             crate::preload::Outcome::Instance(forked) => serve_forked(py, &config, app, forked),
         }
     });
-    finish(code)
+    code
 }
 
 /// A forked instance: waits to be adopted by the launcher, then serves like any instance.

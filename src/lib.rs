@@ -2,11 +2,14 @@
 //!
 //! Module map: `http1` (pure HTTP/1.1 rules), `server` (mio event loop, no Python),
 //! `wsgi` (the only module that touches pyo3), `instance` (one instance, glued),
-//! `supervisor` (the launcher), `nginx` (config text), `cli`/`config` (flags).
+//! `supervisor` (the launcher), `nginx` (config text), `cli`/`config` (flags), `entry` (the
+//! command line's dispatch). The Python package `evserve` calls in through `wsgi`'s extension
+//! module `evserve._evserve`.
 
 pub mod cli;
 pub mod config;
 pub mod contract;
+pub mod entry;
 pub mod http1;
 pub mod instance;
 pub mod listen;

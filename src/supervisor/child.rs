@@ -8,7 +8,6 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Instant;
 
@@ -49,7 +48,7 @@ pub struct Instance {
     pub killed: bool,
 }
 
-/// How to start an instance: the launcher's own binary and argv.
+/// How to start an instance: a program and its arguments.
 pub struct Recipe {
     pub exe: std::path::PathBuf,
     pub args: Vec<OsString>,
@@ -223,17 +222,16 @@ pub fn describe_exit(status: ExitStatus) -> String {
     }
 }
 
-/// The launcher's own binary, to start instances from.
-pub fn recipe() -> Result<Recipe, String> {
-    let exe = std::env::current_exe()
-        .map_err(|e| format!("cannot find the evserve binary to start instances: {e}"))?;
-    let exe = if exe.exists() {
-        exe
-    } else {
-        Path::new("/proc/self/exe").to_path_buf()
-    };
+/// Instances are started as `python -m evserve` with the launcher's own flags, in the
+/// launcher's Python.
+pub fn recipe(relaunch: &crate::config::Relaunch) -> Result<Recipe, String> {
+    if relaunch.python.as_os_str().is_empty() {
+        return Err("cannot start instances: the Python interpreter is unknown".into());
+    }
+    let mut args: Vec<OsString> = vec!["-m".into(), "evserve".into()];
+    args.extend(relaunch.args.iter().cloned());
     Ok(Recipe {
-        exe,
-        args: std::env::args_os().skip(1).collect(),
+        exe: relaunch.python.clone(),
+        args,
     })
 }

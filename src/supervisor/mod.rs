@@ -171,7 +171,7 @@ fn write_nginx_config(
 
 impl Launcher {
     fn start(config: LauncherConfig) -> Result<Launcher, StartError> {
-        let recipe = child::recipe().map_err(|e| (1, e))?;
+        let recipe = child::recipe(&config.relaunch).map_err(|e| (1, e))?;
         let nginx_setup = match &config.nginx_conf {
             Some(path) => Some(nginx_proc::Setup::new(&config, path).map_err(|e| (2, e))?),
             None => None,

@@ -1,6 +1,6 @@
 //! The WSGI bridge (PEP 3333): the only module that touches pyo3.
 //!
-//! It starts the interpreter, loads the app, and implements the server's `App` trait:
+//! It prepares the running interpreter, exposes the extension module, loads the app, and implements the server's `App` trait:
 //! environ in, status, headers and body chunks out, `close()` always called. It must
 //! never do socket IO (the server does), and every `unsafe` block here carries a
 //! `SAFETY:` comment.
@@ -8,6 +8,7 @@
 mod environ;
 pub mod fork;
 pub mod interpreter;
+mod module;
 mod response;
 
 use std::ffi::CString;
@@ -36,6 +37,7 @@ pub fn load_app<'py>(py: Python<'py>, spec: &AppSpec) -> Result<Bound<'py, PyAny
     let (kind, source) = match &spec.source {
         AppSource::Module(m) => ("module", m.clone()),
         AppSource::File(p) => ("file", p.to_string_lossy().into_owned()),
+        AppSource::Object => return module::given_app(py),
     };
     match loader
         .getattr("load")

@@ -1,4 +1,5 @@
-"""Shared machinery for the end-to-end tests: the real `evserve` binary on real sockets.
+"""Shared machinery for the end-to-end tests: the real `evserve` command (the installed
+console script, $EVSERVE_BIN) on real sockets.
 
 What lives here (tests import the helpers with `from conftest import ...`):
 - `Server`: one running `evserve` process (port, process, stderr/stdout captured to files,
@@ -6,7 +7,7 @@ What lives here (tests import the helpers with `from conftest import ...`):
 - fixtures `serve` (stopped at the end of the test) and `module_serve` (stopped at the end of
   the module): factories `serve(app, *flags, env=..., cwd=..., bind_unix=...)` returning a
   ready `Server`.
-- `run_evserve(*args)`: run the binary to completion (for flags and start-up failures).
+- `run_evserve(*args)`: run the command to completion (for flags and start-up failures).
 - raw HTTP: `Conn` (socket + buffer + deadline), `read_response` (status, headers, body with
   Content-Length / chunked / close-delimited framing, and whether the framing completed),
   `request` and `exchange` for one-shot use.
@@ -23,7 +24,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -37,10 +37,13 @@ STOP_TIMEOUT = 10.0
 
 
 def evserve_bin():
-    if os.environ.get("EVSERVE_BIN"):
-        return os.environ["EVSERVE_BIN"]
-    target = os.environ.get("CARGO_TARGET_DIR") or str(REPO / "target")
-    return str(Path(target) / "release" / "evserve")
+    """The `evserve` console script under test (scripts/test.sh installs it in .venv-test)."""
+    return os.environ.get("EVSERVE_BIN") or str(REPO / ".venv-test" / "bin" / "evserve")
+
+
+def evserve_venv():
+    """The virtualenv evserve is installed in (the one its instances run in)."""
+    return Path(evserve_bin()).resolve().parent.parent
 
 
 def base_python():
@@ -74,10 +77,8 @@ def is_listening(port):
 
 
 def server_env(extra=None, unset=()):
-    """The environment servers get: ours, with the test venv (if any) as VIRTUAL_ENV."""
+    """The environment servers get: ours, minus `unset`, plus `extra`."""
     env = dict(os.environ)
-    if sys.prefix != sys.base_prefix:
-        env["VIRTUAL_ENV"] = sys.prefix
     for name in unset:
         env.pop(name, None)
     env.update(extra or {})

@@ -27,7 +27,7 @@ def test_version_prints_name_and_cargo_version():
 def test_help_lists_every_instance_flag():
     done = run_evserve("--help")
     assert done.returncode == 0, done.stderr
-    for flag in ["--host", "--port", "--bind", "--chdir", "--pythonpath", "--venv", "--root-path",
+    for flag in ["--host", "--port", "--bind", "--chdir", "--pythonpath", "--root-path",
                  "--access-log", "--graceful-timeout", "--limit-request-line", "--limit-request-head",
                  "--limit-request-fields", "--max-body-size", "--header-timeout", "--body-timeout",
                  "--keep-alive", "--write-timeout", "--max-connections"]:

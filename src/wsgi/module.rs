@@ -1,0 +1,120 @@
+//! The extension module `evserve._evserve`: what the Python package calls.
+//!
+//! `main` runs the command line, `serve` serves an app object, `server_flags` lists the
+//! flags the Python API accepts. Each prepares Python once (`interpreter::prepare`),
+//! releases the GIL and hands over to the Rust entry point, and returns an exit code:
+//! nothing here exits the process, so Python finalizes normally afterwards.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+
+use super::interpreter;
+use crate::config::Mode;
+use crate::{cli, entry, instance, log};
+
+/// Set by the first `serve`: the stop-signal handlers are installed once per process, so
+/// a second server in the same process could not be stopped gracefully.
+static SERVED: AtomicBool = AtomicBool::new(false);
+
+/// The app object `serve` was given, for the instance to load (see `given_app`).
+static GIVEN_APP: Mutex<Option<Py<PyAny>>> = Mutex::new(None);
+
+fn given_slot() -> std::sync::MutexGuard<'static, Option<Py<PyAny>>> {
+    GIVEN_APP
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The app object handed to `serve`, as the instance loads it.
+pub fn given_app(py: Python<'_>) -> Result<Bound<'_, PyAny>, String> {
+    given_slot()
+        .as_ref()
+        .map(|app| app.clone_ref(py).into_bound(py))
+        .ok_or_else(|| "cannot load app: no app object was given".to_string())
+}
+
+/// `module:qualname` of an app object, for the log; its repr when it has no name.
+fn describe(app: &Bound<'_, PyAny>) -> String {
+    let named = |obj: &Bound<'_, PyAny>| -> PyResult<String> {
+        let module: String = obj.getattr("__module__")?.extract()?;
+        let name: String = obj.getattr("__qualname__")?.extract()?;
+        Ok(format!("{module}:{name}"))
+    };
+    named(app)
+        .or_else(|_| named(&app.get_type().into_any()).map(|t| format!("{t} instance")))
+        .or_else(|_| app.repr().map(|r| r.to_string()))
+        .unwrap_or_else(|_| "the app object".into())
+}
+
+/// The command line: `argv` as `sys.argv`, `executable` as `sys.executable` (the
+/// launcher starts its instances with it). Returns the exit code.
+#[pyfunction]
+fn main(py: Python<'_>, argv: Vec<OsString>, executable: PathBuf) -> i32 {
+    // The process ends when this returns: Python's handlers need not come back.
+    if let Err(message) = interpreter::prepare(py) {
+        log::fatal(&message);
+        return 1;
+    }
+    let args = argv.into_iter().skip(1).collect();
+    py.detach(|| entry::main(args, executable))
+}
+
+/// Serves `app` with the server flags in `argv` (no program name, no APP). Bad flags
+/// raise ValueError with the command line's message; otherwise blocks until the server
+/// stops and returns its exit code.
+#[pyfunction]
+fn serve(py: Python<'_>, app: Bound<'_, PyAny>, argv: Vec<OsString>) -> PyResult<i32> {
+    if !app.is_callable() {
+        return Err(PyTypeError::new_err(format!(
+            "serve() needs a WSGI callable, not {}",
+            app.get_type().name()?
+        )));
+    }
+    let config = match entry::object_mode(argv, &describe(&app)) {
+        Err(message) => return Err(PyValueError::new_err(message)),
+        Ok(Mode::Instance(config)) => config,
+        Ok(Mode::Launcher(_)) => {
+            return Err(PyValueError::new_err(
+                "workers and port_range start instances that import the app themselves: \
+                 run `evserve --workers N module:app` (or --port-range) instead",
+            ))
+        }
+    };
+    if SERVED.swap(true, Ordering::SeqCst) {
+        return Err(PyRuntimeError::new_err(
+            "serve() runs once per process: start another process for another server",
+        ));
+    }
+    let python_handlers = interpreter::prepare(py).map_err(PyRuntimeError::new_err)?;
+    *given_slot() = Some(app.unbind());
+    let code = py.detach(|| instance::run(*config));
+    // The caller goes on: stop signals are Python's again and end nothing by themselves.
+    instance::stand_down_watchdog();
+    python_handlers.restore(py);
+    given_slot().take();
+    Ok(code)
+}
+
+/// `(name, takes_value, repeatable)` for every server flag, as `--name` without dashes.
+#[pyfunction]
+fn server_flags() -> Vec<(String, bool, bool)> {
+    cli::server_flags()
+        .into_iter()
+        .map(|flag| (flag.name, flag.takes_value, flag.repeatable))
+        .collect()
+}
+
+#[pymodule]
+#[pyo3(name = "_evserve")]
+fn evserve_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(main, m)?)?;
+    m.add_function(wrap_pyfunction!(serve, m)?)?;
+    m.add_function(wrap_pyfunction!(server_flags, m)?)?;
+    Ok(())
+}
