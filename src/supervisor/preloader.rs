@@ -248,7 +248,8 @@ impl Launcher {
 
     /// Reaps preloaders that have exited; an unexpected exit is replaced when next needed.
     pub(super) fn reap_preloaders(&mut self) {
-        self.retired_preloaders.retain_mut(|p| p.try_exit().is_none());
+        self.retired_preloaders
+            .retain_mut(|p| p.try_exit().is_none());
         let Some(preloader) = &mut self.preloader else {
             return;
         };
