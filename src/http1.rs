@@ -971,10 +971,10 @@ pub fn encode_chunk(data: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Checks a WSGI status line such as `200 OK`: three digits, a space, a reason phrase
-/// without control characters. Returns the code.
+/// Checks a WSGI status line such as `200 OK`: a code from 100 to 599 (RFC 9110 15), a
+/// space, a reason phrase without control characters. Returns the code.
 pub fn parse_status(status: &[u8]) -> Option<u16> {
-    let [hundreds @ b'1'..=b'9', tens, units, b' ', reason @ ..] = status else {
+    let [hundreds @ b'1'..=b'5', tens, units, b' ', reason @ ..] = status else {
         return None;
     };
     if !tens.is_ascii_digit() || !units.is_ascii_digit() {
@@ -999,6 +999,12 @@ pub fn valid_header_value(value: &[u8]) -> bool {
 /// 1xx, 204 and 304 responses never carry a body.
 pub fn status_allows_body(status: u16) -> bool {
     !(100..200).contains(&status) && status != 204 && status != 304
+}
+
+/// A response with this status may carry Content-Length: not a 1xx or 204 (RFC 9110 8.6).
+/// Transfer-Encoding goes only where [`status_allows_body`] says a body may.
+pub fn may_send_content_length(status: u16) -> bool {
+    status >= 200 && status != 204
 }
 
 /// Appends the chunk-size line for a chunk of `len` bytes: hex digits and CRLF.
@@ -2037,7 +2043,7 @@ mod tests {
             ("404 Not Found", 404),
             ("200 ", 200),
             ("100 Continue", 100),
-            ("999 x\ty", 999),
+            ("599 x\ty", 599),
             ("200 caf\u{e9}", 200),
         ] {
             assert_eq!(parse_status(line.as_bytes()), Some(code), "{line:?}");
@@ -2063,6 +2069,29 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(line)
             );
+        }
+    }
+
+    #[test]
+    fn a_status_code_above_599_is_refused() {
+        for line in [&b"600 High"[..], b"999 Weird", b"700 x"] {
+            assert_eq!(
+                parse_status(line),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        assert_eq!(parse_status(b"599 Last"), Some(599));
+    }
+
+    #[test]
+    fn a_204_or_1xx_response_never_carries_content_length() {
+        for status in [100, 101, 103, 199, 204] {
+            assert!(!may_send_content_length(status), "{status}");
+        }
+        for status in [200, 205, 304, 404, 500] {
+            assert!(may_send_content_length(status), "{status}");
         }
     }
 

@@ -1,0 +1,31 @@
+"""HTTP rules (RFC 9110, RFC 9112) on the wire: malformed heads refused as soon as they are
+seen, the Host field validated, the absolute-form authority used as the host, the status
+codes and framing headers an app may send, and the access log line for every response."""
+
+import json
+import time
+
+import pytest
+
+from conftest import Conn, exchange, get, parse_all, request
+
+
+@pytest.fixture(scope="module")
+def server(module_serve):
+    return module_serve("rfc_app:application")
+
+
+@pytest.mark.parametrize("status", ["600 High", "999 Weird", "099 Low"])
+def test_a_status_outside_100_to_599_is_answered_500(server, status):
+    r = request(server, get("/status?s=" + status.replace(" ", "+")))
+    assert r.status == 500, r
+
+
+def test_a_204_never_carries_content_length_or_transfer_encoding(server):
+    with Conn(server) as c:
+        c.send(get("/204-with-length") + get("/fields"))
+        first = c.read_response()
+        after = c.read_response()
+    assert first.status == 204, first
+    assert not first.has("Content-Length") and not first.has("Transfer-Encoding"), first.raw_head
+    assert after.status == 200 and after.complete, after
