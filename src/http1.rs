@@ -110,6 +110,9 @@ pub struct Head {
     pub expect_continue: bool,
     /// Bytes of the head, including any leading empty lines and the final empty line.
     pub len: usize,
+    /// While the head is incomplete: how much of it was already checked (see
+    /// `check_partial_head`). Zero once a head is complete.
+    pub checked: usize,
 }
 
 impl Default for Head {
@@ -125,6 +128,7 @@ impl Default for Head {
             keep_alive: false,
             expect_continue: false,
             len: 0,
+            checked: 0,
         }
     }
 }
@@ -324,10 +328,14 @@ fn sub_span(span: Span, from: usize, to: usize) -> Span {
 /// Where the head ends, found by a scan that checks line endings, line folding and the
 /// limits on whatever part of the head has arrived.
 struct HeadExtent {
-    /// End of the head (after its final CRLF), counted from the start of the buffer.
+    /// The final empty line has arrived.
+    complete: bool,
+    /// End of the head (after its final CRLF) when complete, else of the last complete
+    /// line; counted from the start of the buffer.
     end: usize,
-    /// End of the request line, without its CRLF.
-    request_line_end: usize,
+    /// End of the request line, without its CRLF; `None` while its CRLF has not arrived.
+    request_line_end: Option<usize>,
+    /// Complete header lines.
     fields: usize,
 }
 
@@ -337,10 +345,18 @@ fn scan_head(
     limits: &Limits,
     max_head: usize,
     max_headers: usize,
-) -> Result<Option<HeadExtent>, Error> {
+) -> Result<HeadExtent, Error> {
     let mut line_start = start;
-    let mut request_line_end = start;
+    let mut request_line_end = None;
     let mut fields = 0;
+    let partial = |line_start: usize, request_line_end: Option<usize>, fields: usize| {
+        Ok(HeadExtent {
+            complete: false,
+            end: line_start,
+            request_line_end,
+            fields,
+        })
+    };
     loop {
         let line = buf.get(line_start..).unwrap_or(&[]);
         let is_request_line = line_start == start;
@@ -354,7 +370,7 @@ fn scan_head(
             if buf.len() > max_head {
                 return Err(HEAD_TOO_LARGE);
             }
-            return Ok(None);
+            return partial(line_start, request_line_end, fields);
         };
         if line.get(cr) == Some(&b'\n') {
             return Err(BARE_LF);
@@ -367,7 +383,7 @@ fn scan_head(
                 if buf.len() > max_head {
                     return Err(HEAD_TOO_LARGE);
                 }
-                return Ok(None);
+                return partial(line_start, request_line_end, fields);
             }
             Some(b'\n') => {}
             Some(_) => return Err(BARE_CR),
@@ -377,13 +393,14 @@ fn scan_head(
             return Err(HEAD_TOO_LARGE);
         }
         if is_request_line {
-            request_line_end = line_start + cr;
+            request_line_end = Some(line_start + cr);
         } else if cr == 0 {
-            return Ok(Some(HeadExtent {
+            return Ok(HeadExtent {
+                complete: true,
                 end: line_end,
                 request_line_end,
                 fields,
-            }));
+            });
         } else {
             fields += 1;
             if fields > max_headers {
@@ -623,24 +640,18 @@ pub fn parse_head(buf: &[u8], limits: &Limits, head: &mut Head) -> Result<bool, 
             return Err(HEAD_TOO_LARGE);
         }
     }
-    let Some(extent) = scan_head(buf, start, limits, max_head, max_headers)? else {
+    let extent = scan_head(buf, start, limits, max_head, max_headers)?;
+    if !extent.complete {
+        head.checked = check_partial_head(buf, start, &extent, head.checked)?;
         return Ok(false);
-    };
+    }
+    head.checked = 0;
     let head_bytes = buf.get(start..extent.end).unwrap_or_default();
-    let request_line = buf.get(start..extent.request_line_end).unwrap_or_default();
-    // httparse takes only 1.0 and 1.1: a higher 1.x minor is parsed from a copy that says
-    // 1.1. Spans are then counted from the copy, which stands where `head_bytes` does.
+    let request_line = buf
+        .get(start..extent.request_line_end.unwrap_or(start))
+        .unwrap_or_default();
     let mut rewritten = Vec::new();
-    let parsed: &[u8] = match higher_minor_digit(request_line) {
-        Some(at) => {
-            rewritten.extend_from_slice(head_bytes);
-            if let Some(digit) = rewritten.get_mut(at) {
-                *digit = b'1';
-            }
-            &rewritten
-        }
-        None => head_bytes,
-    };
+    let parsed = served_as_http11(head_bytes, request_line, &mut rewritten);
     let span_of = |part: &[u8]| {
         let span = span_in(parsed, part);
         Span {
@@ -650,17 +661,11 @@ pub fn parse_head(buf: &[u8], limits: &Limits, head: &mut Head) -> Result<bool, 
     };
 
     let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS_CAP];
-    let slots = slots.get_mut(..extent.fields).unwrap_or_default();
-    let mut request = httparse::Request::new(&mut []);
-    match httparse::ParserConfig::default().parse_request_with_uninit_headers(
-        &mut request,
-        parsed,
-        slots,
-    ) {
-        Ok(httparse::Status::Complete(n)) if n == parsed.len() => {}
+    let request = match httparse_request(parsed, &mut slots, extent.fields) {
+        Ok((httparse::Status::Complete(n), request)) if n == parsed.len() => request,
         Ok(_) => return Err(MALFORMED_HEAD),
         Err(err) => return Err(refusal(err, request_line)),
-    }
+    };
     let (Some(method), Some(target), Some(minor)) = (request.method, request.path, request.version)
     else {
         return Err(MALFORMED_HEAD);
@@ -710,6 +715,80 @@ pub fn parse_head(buf: &[u8], limits: &Limits, head: &mut Head) -> Result<bool, 
     head.expect_continue = version == Version::Http11 && facts.expect_continue;
     head.len = extent.end;
     Ok(true)
+}
+
+/// The head bytes httparse is given: httparse takes only 1.0 and 1.1, so a higher 1.x
+/// minor is parsed from a copy (in `rewritten`) that says 1.1. Spans are then counted from
+/// the copy, which stands where `head_bytes` does.
+fn served_as_http11<'a>(
+    head_bytes: &'a [u8],
+    request_line: &[u8],
+    rewritten: &'a mut Vec<u8>,
+) -> &'a [u8] {
+    match higher_minor_digit(request_line) {
+        Some(at) => {
+            rewritten.extend_from_slice(head_bytes);
+            if let Some(digit) = rewritten.get_mut(at) {
+                *digit = b'1';
+            }
+            rewritten
+        }
+        None => head_bytes,
+    }
+}
+
+/// Checks the part of an incomplete head that has arrived, so that a malformed request
+/// line or header line is refused at once rather than when the head would end (RFC 9112
+/// 3). `checked` is how far an earlier call got; the new mark is returned. Each complete
+/// line is checked once it ends (with the lines before it); until the request line ends,
+/// only its method token is checked, each byte once.
+fn check_partial_head(
+    buf: &[u8],
+    start: usize,
+    extent: &HeadExtent,
+    checked: usize,
+) -> Result<usize, Error> {
+    let checked = checked.max(start);
+    let Some(request_line_end) = extent.request_line_end else {
+        let unchecked = buf.get(checked..).unwrap_or_default();
+        let method_part = unchecked
+            .iter()
+            .position(|&b| b == b' ')
+            .unwrap_or(unchecked.len());
+        let method = unchecked.get(..method_part).unwrap_or_default();
+        if !method.iter().all(|&b| is_tchar(b)) {
+            return Err(MALFORMED_REQUEST_LINE);
+        }
+        return Ok(checked + method_part);
+    };
+    if extent.end <= checked {
+        return Ok(checked);
+    }
+    let lines = buf.get(start..extent.end).unwrap_or_default();
+    let request_line = buf.get(start..request_line_end).unwrap_or_default();
+    let mut rewritten = Vec::new();
+    let parsed = served_as_http11(lines, request_line, &mut rewritten);
+    let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS_CAP];
+    match httparse_request(parsed, &mut slots, extent.fields) {
+        Ok(_) => Ok(extent.end),
+        Err(err) => Err(refusal(err, request_line)),
+    }
+}
+
+/// httparse's reading of `parsed`, with room for `fields` header fields in `slots`.
+fn httparse_request<'h, 'b>(
+    parsed: &'b [u8],
+    slots: &'h mut [MaybeUninit<httparse::Header<'b>>],
+    fields: usize,
+) -> Result<(httparse::Status<usize>, httparse::Request<'h, 'b>), httparse::Error> {
+    let slots = slots.get_mut(..fields).unwrap_or_default();
+    let mut request = httparse::Request::new(&mut []);
+    let status = httparse::ParserConfig::default().parse_request_with_uninit_headers(
+        &mut request,
+        parsed,
+        slots,
+    )?;
+    Ok((status, request))
 }
 
 /// Where the minor digit of `HTTP/1.2` to `HTTP/1.9` ends the request line, if it does.
@@ -1138,6 +1217,73 @@ mod tests {
                 "prefix of {end} bytes"
             );
         }
+    }
+
+    /// `parse_head`'s answer to each prefix of `req` in turn, one `Head` throughout, as a
+    /// connection reading it byte by byte would get them; the first refusal ends it.
+    fn drip(req: &[u8]) -> Result<bool, u16> {
+        let mut head = Head::default();
+        for end in 1..=req.len() {
+            match parse_head(&req[..end], &Limits::default(), &mut head) {
+                Ok(false) => {}
+                other => return other.map_err(|e| e.status),
+            }
+        }
+        Ok(false)
+    }
+
+    #[test]
+    fn a_malformed_head_is_refused_before_its_final_empty_line() {
+        for (req, expected) in [
+            (&b"G@T / HTTP/1.1\r\n"[..], 400),
+            (b"G@T", 400),
+            (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400),
+            (b"GET / HTTP/7.0\r\n", 505),
+            (b"GET / HTTQ/1.1\r\n", 400),
+            (b"GET / HTTP/1.1\r\nBad Header: x\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX-A: a\x01b\r\n", 400),
+            (b"\r\nGET / HTTP/1.2\r\nHost: a\r\n(: x\r\n", 400),
+        ] {
+            assert_eq!(
+                drip(req),
+                Err(expected),
+                "{:?}",
+                String::from_utf8_lossy(req)
+            );
+            let mut head = Head::default();
+            assert_eq!(
+                parse_head(req, &Limits::default(), &mut head).map_err(|e| e.status),
+                Err(expected),
+                "in one read: {:?}",
+                String::from_utf8_lossy(req)
+            );
+        }
+    }
+
+    #[test]
+    fn a_valid_head_dripped_byte_by_byte_is_never_refused_early() {
+        for req in [
+            SIMPLE,
+            b"\r\nPOST /p HTTP/1.2\r\nHost: a\r\nContent-Length: 1\r\n\r\n",
+            b"GET / HTTP/1.0\r\n\r\n",
+        ] {
+            assert_eq!(drip(req), Ok(true), "{:?}", String::from_utf8_lossy(req));
+        }
+    }
+
+    #[test]
+    fn an_incomplete_head_is_rechecked_only_when_a_line_ends() {
+        let mut head = Head::default();
+        let req = b"GET /abc HTTP/1.1\r\nHost: a\r\nX-Long: vvvv";
+        let limits = Limits::default();
+        assert_eq!(parse_head(&req[..6], &limits, &mut head), Ok(false));
+        assert_eq!(head.checked, 3, "the method, up to its space");
+        assert_eq!(parse_head(&req[..19], &limits, &mut head), Ok(false));
+        assert_eq!(head.checked, 19, "the request line once it ended");
+        assert_eq!(parse_head(&req[..30], &limits, &mut head), Ok(false));
+        assert_eq!(head.checked, 28, "up to the end of the Host line");
+        assert_eq!(parse_head(req, &limits, &mut head), Ok(false));
+        assert_eq!(head.checked, 28, "no new line ended");
     }
 
     #[test]

@@ -29,3 +29,21 @@ def test_a_204_never_carries_content_length_or_transfer_encoding(server):
     assert first.status == 204, first
     assert not first.has("Content-Length") and not first.has("Transfer-Encoding"), first.raw_head
     assert after.status == 200 and after.complete, after
+
+
+TLS_CLIENT_HELLO_START = bytes.fromhex("160301020001" "0001fc0303") + b"\x11" * 32
+
+
+@pytest.mark.parametrize("partial, status", [
+    (b"G@T / HTTP/1.1\r\n", 400),
+    (TLS_CLIENT_HELLO_START, 400),
+    (b"GET / HTTP/7.0\r\n", 505),
+    (b"GET / HTTP/1.1\r\nBad Header: x\r\n", 400),
+], ids=["bad_method", "tls_client_hello", "http_7", "bad_header_line"])
+def test_a_malformed_head_is_refused_before_it_ends_not_after_the_header_timeout(server, partial, status):
+    started = time.monotonic()
+    with Conn(server) as c:
+        c.send(partial)
+        r = c.read_response(timeout=3)
+    assert r.status == status, r
+    assert time.monotonic() - started < 3

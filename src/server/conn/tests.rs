@@ -576,3 +576,20 @@ fn http10_without_keep_alive_is_closed_after_its_response() {
     assert_eq!(responses[0].header("Connection"), Some("close"));
     assert_eq!(responses[0].body, b"target=/old");
 }
+
+#[test]
+fn a_malformed_request_line_is_refused_without_waiting_for_the_rest_of_the_head() {
+    for (partial, status) in [
+        (&b"G@T / HTTP/1.1\r\n"[..], 400),
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400),
+        (b"GET / HTTP/7.0\r\n", 505),
+        (b"GET / HTTP/1.1\r\nBad Header: x\r\n", 400),
+    ] {
+        let mut h = Harness::new(echo_target);
+        let (outcome, responses) = h.exchange(partial, &[]);
+        assert_eq!(outcome, Outcome::Wait);
+        assert_eq!(responses.len(), 1, "{:?}", String::from_utf8_lossy(partial));
+        assert_eq!(responses[0].status, status);
+        assert!(h.app.calls.is_empty());
+    }
+}
