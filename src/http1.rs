@@ -99,6 +99,9 @@ pub struct Head {
     pub path: Span,
     /// After the first `?`, without it; empty when there is none.
     pub query: Span,
+    /// The authority of an absolute-form target (`host[:port]`), which stands for the
+    /// Host field (RFC 9112 3.2.2); empty for the other forms.
+    pub authority: Span,
     pub version: Version,
     /// Every header field in order, as sent (names not lower-cased).
     pub headers: Vec<Header>,
@@ -122,6 +125,7 @@ impl Default for Head {
             target: Span::default(),
             path: Span::default(),
             query: Span::default(),
+            authority: Span::default(),
             version: Version::Http11,
             headers: Vec::new(),
             body: BodyKind::None,
@@ -221,6 +225,9 @@ const TE_ON_HTTP10: Error = Error::bad("Transfer-Encoding on an HTTP/1.0 request
 const BAD_TRANSFER_ENCODING: Error = Error::bad("invalid Transfer-Encoding");
 const NOT_CHUNKED_LAST: Error = Error::bad("Transfer-Encoding does not end in chunked");
 const BAD_TARGET: Error = Error::bad("invalid request-target");
+const BAD_HOST: Error = Error::bad("invalid Host header");
+const BAD_TARGET_AUTHORITY: Error = Error::bad("invalid authority in request-target");
+const UNSUPPORTED_SCHEME: Error = Error::bad("request-target scheme is not http or https");
 const FRAGMENT_IN_TARGET: Error = Error::bad("fragment in request-target");
 const BAD_CHUNK_SIZE: Error = Error::bad("invalid chunk size");
 const BAD_CHUNK_EXT: Error = Error::bad("invalid chunk extension");
@@ -445,6 +452,7 @@ fn refusal(err: httparse::Error, request_line: &[u8]) -> Error {
 struct FieldFacts<'a> {
     /// Bit `i` set: `SINGLETONS[i]` was seen.
     singletons_seen: u16,
+    host: Option<&'a [u8]>,
     content_length: Option<u64>,
     /// The first Content-Length value as sent: a repeat must be the same bytes.
     content_length_value: Option<&'a [u8]>,
@@ -473,6 +481,9 @@ impl<'a> FieldFacts<'a> {
                 return Err(SINGLETONS[i].1);
             }
             self.singletons_seen |= bit;
+            if bit == HOST_BIT {
+                self.host = Some(value);
+            }
         } else if name.eq_ignore_ascii_case(b"content-length") {
             if value.contains(&b',') {
                 return Err(CONTENT_LENGTH_LIST);
@@ -544,8 +555,9 @@ pub fn parse_decimal(digits: &[u8]) -> Option<u64> {
     })
 }
 
-/// Splits the request-target into path and query according to its form.
-fn split_target(buf: &[u8], method: &[u8], target: Span) -> Result<(Span, Span), Error> {
+/// Splits the request-target into path, query and (absolute-form only) authority,
+/// according to its form.
+fn split_target(buf: &[u8], method: &[u8], target: Span) -> Result<(Span, Span, Span), Error> {
     let bytes = target.of(buf);
     if bytes.is_empty() {
         return Err(BAD_TARGET);
@@ -562,25 +574,30 @@ fn split_target(buf: &[u8], method: &[u8], target: Span) -> Result<(Span, Span),
     }
     if bytes == b"*" {
         return if method == b"OPTIONS" {
-            Ok((target, Span::default()))
+            Ok((target, Span::default(), Span::default()))
         } else {
             Err(BAD_TARGET)
         };
     }
-    let path_start = if bytes.first() == Some(&b'/') {
-        0
+    let (path_start, authority) = if bytes.first() == Some(&b'/') {
+        (0, Span::default())
     } else {
         let authority_start = absolute_form_authority(bytes).ok_or(BAD_TARGET)?;
+        let scheme = bytes.get(..authority_start - 3).unwrap_or_default();
+        if !scheme.eq_ignore_ascii_case(b"http") && !scheme.eq_ignore_ascii_case(b"https") {
+            return Err(UNSUPPORTED_SCHEME);
+        }
         let authority_len = bytes
             .get(authority_start..)
             .unwrap_or_default()
             .iter()
             .position(|&b| b == b'/' || b == b'?')
             .unwrap_or(bytes.len() - authority_start);
-        if authority_len == 0 {
-            return Err(BAD_TARGET);
-        }
         let path_start = authority_start + authority_len;
+        let authority = sub_span(target, authority_start, path_start);
+        if !valid_target_authority(authority.of(buf)) {
+            return Err(BAD_TARGET_AUTHORITY);
+        }
         if bytes.get(path_start) != Some(&b'/') {
             // No path: "/" it is, borrowed from the "//" before the authority.
             let query = match bytes.get(path_start) {
@@ -588,19 +605,92 @@ fn split_target(buf: &[u8], method: &[u8], target: Span) -> Result<(Span, Span),
                 _ => Span::default(),
             };
             let slash = authority_start - 1;
-            return Ok((sub_span(target, slash, slash + 1), query));
+            return Ok((sub_span(target, slash, slash + 1), query, authority));
         }
-        path_start
+        (path_start, authority)
     };
-    Ok(
-        match bytes.iter().skip(path_start).position(|&b| b == b'?') {
-            Some(q) => (
-                sub_span(target, path_start, path_start + q),
-                sub_span(target, path_start + q + 1, bytes.len()),
+    let (path, query) = match bytes.iter().skip(path_start).position(|&b| b == b'?') {
+        Some(q) => (
+            sub_span(target, path_start, path_start + q),
+            sub_span(target, path_start + q + 1, bytes.len()),
+        ),
+        None => (sub_span(target, path_start, bytes.len()), Span::default()),
+    };
+    Ok((path, query, authority))
+}
+
+/// Bytes of a reg-name (RFC 3986 3.2.2) besides `%`: unreserved and sub-delims.
+static REG_NAME: [bool; 256] = byte_table(
+    &[(b'0', b'9'), (b'A', b'Z'), (b'a', b'z')],
+    b"-._~!$&'()*+,;=",
+);
+
+/// Whether a Host field value is `uri-host [ ":" port ]` (RFC 9112 3.2, RFC 3986 3.2.2
+/// and 3.2.3): an IP-literal in brackets, or a reg-name (which covers IPv4) of unreserved,
+/// sub-delims and percent-encoded bytes; the port digits only, possibly none. An empty
+/// value is valid (a target without authority).
+pub fn valid_host(value: &[u8]) -> bool {
+    let (host, port) = match value {
+        [b'[', rest @ ..] => {
+            let Some(close) = rest.iter().position(|&b| b == b']') else {
+                return false;
+            };
+            let literal = rest.get(..close).unwrap_or_default();
+            let after = rest.get(close + 1..).unwrap_or_default();
+            if !valid_ip_literal(literal) {
+                return false;
+            }
+            return match after {
+                [] => true,
+                [b':', port @ ..] => port.iter().all(u8::is_ascii_digit),
+                _ => false,
+            };
+        }
+        _ => match value.iter().position(|&b| b == b':') {
+            Some(colon) => (
+                value.get(..colon).unwrap_or_default(),
+                value.get(colon + 1..).unwrap_or_default(),
             ),
-            None => (sub_span(target, path_start, bytes.len()), Span::default()),
+            None => (value, &b""[..]),
         },
-    )
+    };
+    port.iter().all(u8::is_ascii_digit) && valid_reg_name(host)
+}
+
+/// The authority of an absolute-form target: a valid host part that is not empty, and no
+/// userinfo (RFC 9110 4.2.1, 4.2.4).
+fn valid_target_authority(authority: &[u8]) -> bool {
+    !authority.is_empty() && !authority.starts_with(b":") && valid_host(authority)
+}
+
+fn valid_reg_name(name: &[u8]) -> bool {
+    let mut rest = name;
+    while let [b, tail @ ..] = rest {
+        rest = match (b, tail) {
+            (b'%', [h, l, after @ ..]) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => after,
+            (b, _) if REG_NAME[*b as usize] => tail,
+            _ => return false,
+        };
+    }
+    true
+}
+
+/// `IPv6address / IPvFuture`, the inside of an IP-literal (RFC 3986 3.2.2).
+fn valid_ip_literal(literal: &[u8]) -> bool {
+    match literal {
+        [b'v' | b'V', rest @ ..] => {
+            let dot = rest.iter().position(|&b| b == b'.').unwrap_or(0);
+            let (version, tail) = rest.split_at(dot);
+            let tail = tail.get(1..).unwrap_or_default();
+            !version.is_empty()
+                && version.iter().all(u8::is_ascii_hexdigit)
+                && !tail.is_empty()
+                && tail
+                    .iter()
+                    .all(|&b| b == b':' || (b != b'%' && REG_NAME[b as usize]))
+        }
+        _ => std::str::from_utf8(literal).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok()),
+    }
 }
 
 /// For an absolute-form target (`scheme://authority...`), where the authority starts.
@@ -697,15 +787,19 @@ pub fn parse_head(buf: &[u8], limits: &Limits, head: &mut Head) -> Result<bool, 
     if facts.singletons_seen & HOST_BIT == 0 && version == Version::Http11 {
         return Err(MISSING_HOST);
     }
+    if facts.host.is_some_and(|host| !valid_host(host)) {
+        return Err(BAD_HOST);
+    }
     let body = facts.body(version, limits.max_body)?;
     let method = span_of(method.as_bytes());
     let target = span_of(target.as_bytes());
-    let (path, query) = split_target(buf, method.of(buf), target)?;
+    let (path, query, authority) = split_target(buf, method.of(buf), target)?;
 
     head.method = method;
     head.target = target;
     head.path = path;
     head.query = query;
+    head.authority = authority;
     head.version = version;
     head.body = body;
     head.keep_alive = match version {
@@ -1834,6 +1928,79 @@ mod tests {
         assert_eq!(path_and_query("GET http://h:8080 HTTP/1.1"), pq("/", ""));
         assert_eq!(path_and_query("GET https://h?q=1 HTTP/1.1"), pq("/", "q=1"));
         assert_eq!(path_and_query("OPTIONS * HTTP/1.1"), pq("*", ""));
+    }
+
+    fn host_status(value: &[u8]) -> u16 {
+        let mut req = b"GET / HTTP/1.1\r\nHost: ".to_vec();
+        req.extend_from_slice(value);
+        req.extend_from_slice(b"\r\n\r\n");
+        status(&req)
+    }
+
+    #[test]
+    fn an_invalid_host_value_is_400() {
+        assert_all(
+            host_status,
+            400,
+            &[
+                b"a b",
+                b"u:p@a",
+                b"a/b",
+                b"a, b",
+                b"a:b",
+                b"caf\xe9",
+                b"a:80:90",
+                b"a%2",
+                b"a%zz",
+                b"[::1",
+                b"[::1]x",
+                b"[::1]:8x",
+                b"[nothex]",
+                b"[v1]",
+                b"[1.2.3.4]",
+                b"a?b",
+                b"a#b",
+            ],
+        );
+        assert_all(
+            host_status,
+            0,
+            &[
+                b"",
+                b"a",
+                b"example.com:8080",
+                b"a:",
+                b"127.0.0.1:80",
+                b"[::1]",
+                b"[::1]:8000",
+                b"[2001:db8::ffff:1.2.3.4]",
+                b"[v1.fe:80]",
+                b"caf%C3%A9.example",
+                b"a-b_c~d!$&'()*+,;=",
+            ],
+        );
+    }
+
+    #[test]
+    fn an_absolute_form_target_gives_its_authority_and_needs_http_or_https() {
+        let req = b"GET http://other:99/x HTTP/1.1\r\nHost: a:1\r\n\r\n";
+        let head = parse(req).unwrap();
+        assert_eq!(head.authority.of(req), b"other:99");
+        assert_eq!(head.path.of(req), b"/x");
+        let req = b"GET HTTPS://h?q HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(parse(req).unwrap().authority.of(req), b"h");
+        let req = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert!(parse(req).unwrap().authority.is_empty());
+        for line in [
+            "GET ftp://a/f HTTP/1.1",
+            "GET ws://a/ HTTP/1.1",
+            "GET http://u:p@a/ HTTP/1.1",
+            "GET http://a b/ HTTP/1.1",
+            "GET http://:80/ HTTP/1.1",
+            "GET http://a:b/ HTTP/1.1",
+        ] {
+            assert_eq!(path_and_query(line), Err(400), "{line}");
+        }
     }
 
     #[test]

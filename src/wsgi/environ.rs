@@ -238,6 +238,11 @@ impl Environ {
 
         // Common headers set so far: only a repeated one needs a look at the dict.
         let mut common_seen = 0u64;
+        let authority = head.authority.of(buf);
+        if !authority.is_empty() {
+            // An absolute-form target's authority replaces any Host field (RFC 9112 3.2.2).
+            env.set_item(&self.header_keys[HOST], conn.host_value(py, authority))?;
+        }
         for header in &head.headers {
             let name = header.name.of(buf);
             if name.contains(&b'_') {
@@ -253,6 +258,7 @@ impl Environ {
                 continue;
             }
             let (key, value) = match common_header(name) {
+                Some(HOST) if !authority.is_empty() => continue,
                 Some(i) => {
                     let value = if i == HOST {
                         conn.host_value(py, raw_value)

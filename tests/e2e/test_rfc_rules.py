@@ -47,3 +47,37 @@ def test_a_malformed_head_is_refused_before_it_ends_not_after_the_header_timeout
         r = c.read_response(timeout=3)
     assert r.status == status, r
     assert time.monotonic() - started < 3
+
+
+def fields(server, raw):
+    r = request(server, raw)
+    assert r.status == 200, r
+    return json.loads(r.body)
+
+
+@pytest.mark.parametrize("host", [b"a b", b"u:p@a", b"a/b", b"a, b", b"a:b", b"caf\xe9", b"[::1"])
+def test_an_invalid_host_value_gets_400_and_never_reaches_the_app(server, host):
+    data, closed = exchange(server, b"GET /fields HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+    responses = parse_all(data)
+    assert [r.status for r in responses] == [400] and closed, data
+
+
+@pytest.mark.parametrize("host", ["", "example.com:8080", "127.0.0.1", "[::1]:80"])
+def test_a_valid_or_empty_host_reaches_the_app(server, host):
+    raw = f"GET /fields HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    assert fields(server, raw)["HTTP_HOST"] == host
+
+
+def test_an_absolute_form_target_authority_replaces_the_host_header(server):
+    seen = fields(server, b"GET http://other:99/fields HTTP/1.1\r\nHost: a:1\r\n\r\n")
+    assert seen["HTTP_HOST"] == "other:99" and seen["PATH_INFO"] == "/fields", seen
+    plain = fields(server, b"GET /fields HTTP/1.1\r\nHost: a:1\r\n\r\n")
+    assert (seen["SERVER_NAME"], seen["SERVER_PORT"]) == (plain["SERVER_NAME"], plain["SERVER_PORT"])
+    http10 = fields(server, b"GET https://h10/fields HTTP/1.0\r\n\r\n")
+    assert http10["HTTP_HOST"] == "h10", http10
+
+
+@pytest.mark.parametrize("target", [b"ftp://a/f", b"ws://a/", b"http://u:p@a/"])
+def test_an_absolute_form_target_other_than_http_or_https_gets_400(server, target):
+    data, closed = exchange(server, b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert [r.status for r in parse_all(data)] == [400] and closed, data
