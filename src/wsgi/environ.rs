@@ -132,7 +132,8 @@ fn key(py: Python<'_>, s: &str) -> Py<PyString> {
 impl Environ {
     pub fn new(py: Python<'_>, c: Constants<'_>) -> PyResult<Environ> {
         let template = PyDict::new(py);
-        template.set_item(key(py, "SCRIPT_NAME"), c.root_path)?;
+        // Like PATH_INFO: the path's bytes (UTF-8 here) as latin-1 characters (PEP 3333).
+        template.set_item(key(py, "SCRIPT_NAME"), latin1(py, c.root_path.as_bytes()))?;
         template.set_item(key(py, "SERVER_NAME"), c.server_name)?;
         template.set_item(key(py, "SERVER_PORT"), c.server_port)?;
         template.set_item(

@@ -81,3 +81,10 @@ def test_an_absolute_form_target_authority_replaces_the_host_header(server):
 def test_an_absolute_form_target_other_than_http_or_https_gets_400(server, target):
     data, closed = exchange(server, b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n")
     assert [r.status for r in parse_all(data)] == [400] and closed, data
+
+
+def test_a_non_ascii_root_path_gives_script_name_as_utf8_bytes_decoded_as_latin1(serve):
+    mounted = serve("rfc_app:application", "--root-path", "/café")
+    seen = fields(mounted, b"GET /caf%C3%A9/fields HTTP/1.1\r\nHost: t\r\n\r\n")
+    latin1 = "/café".encode().decode("latin-1")
+    assert (seen["SCRIPT_NAME"], seen["PATH_INFO"]) == (latin1, "/fields"), seen
