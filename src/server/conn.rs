@@ -23,7 +23,7 @@ mod canned;
 #[cfg(test)]
 mod tests;
 
-use access_log::log_access;
+use access_log::{log_access, log_unparsed};
 pub(crate) use buffers::Work;
 use buffers::{recycle, store_body};
 use canned::{write_canned, write_refusal};
@@ -213,7 +213,11 @@ impl<A: App> Conn<A> {
 
     /// Called when the deadline passed; the connection is closed right after.
     pub fn on_timeout(&mut self, sh: &mut Shared<A::Chunk>) {
+        if let Phase::Writing(resp) = &self.phase {
+            self.log_status(sh, resp.status);
+        }
         if matches!(self.phase, Phase::Head | Phase::Body(_)) {
+            self.log_status(sh, 408);
             // Best effort: one non-blocking write of the answer, then the close. It goes
             // after the rest of a `100 Continue` still queued, if any.
             let mut fresh: Output<A::Chunk> = Output::new();
@@ -262,7 +266,13 @@ impl<A: App> Conn<A> {
                     }
                     return Drive::Wait;
                 }
-                Step::Close => return Drive::Close,
+                Step::Close => {
+                    if let Phase::Writing(resp) = &self.phase {
+                        // Cut short: the app failed mid-stream or the client went away.
+                        self.log_status(sh, resp.status);
+                    }
+                    return Drive::Close;
+                }
             }
         }
         self.arm(sh, slot);
@@ -423,6 +433,7 @@ impl<A: App> Conn<A> {
 
     /// Queues an error answer; the connection closes once it is written.
     fn refuse(&mut self, status: u16, reason: &str, sh: &mut Shared<A::Chunk>) -> Step {
+        self.log_status(sh, status);
         let Some(work) = self.work.as_mut() else {
             return Step::Close;
         };
@@ -432,6 +443,18 @@ impl<A: App> Conn<A> {
         write_refusal(&mut work.out, status, reason, &sh.clock.date);
         self.phase = Phase::Refusing;
         Step::Continue
+    }
+
+    /// The access log line for a response answering the current request, with what is
+    /// known of it: the parsed head once there is one, else what arrived.
+    fn log_status(&self, sh: &mut Shared<A::Chunk>, status: u16) {
+        let Some(work) = self.work.as_ref().filter(|_| sh.access_log.is_some()) else {
+            return;
+        };
+        match self.phase {
+            Phase::Idle | Phase::Head => log_unparsed(sh, &self.peer, work, status),
+            _ => log_access(sh, &self.peer, work, status),
+        }
     }
 
     fn write_refusal(&mut self, sh: &mut Shared<A::Chunk>) -> Step {

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import Conn, exchange, get, parse_all, request
+from conftest import Conn, exchange, get, parse_all, request, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +88,21 @@ def test_a_non_ascii_root_path_gives_script_name_as_utf8_bytes_decoded_as_latin1
     seen = fields(mounted, b"GET /caf%C3%A9/fields HTTP/1.1\r\nHost: t\r\n\r\n")
     latin1 = "/café".encode().decode("latin-1")
     assert (seen["SCRIPT_NAME"], seen["PATH_INFO"]) == (latin1, "/fields"), seen
+
+
+def test_every_response_gets_an_access_log_line_refused_or_cut_short(serve, tmp_path):
+    log = tmp_path / "access.log"
+    logged = serve("rfc_app:application", "--access-log", str(log))
+    exchange(logged, b"G@T / HTTP/1.1\r\n")
+    exchange(logged, TLS_CLIENT_HELLO_START)
+    exchange(logged, b"GET /fields HTTP/1.1\r\nHost: a b\r\n\r\n")
+    data, closed = exchange(logged, get("/fail-mid-stream"))
+    assert closed and data.startswith(b"HTTP/1.1 200"), data
+    expected = ['"G@T / HTTP/1.1" 400', '"-" 400', '"GET /fields HTTP/1.1" 400',
+                '"GET /fail-mid-stream HTTP/1.1" 200']
+
+    def lines():
+        return log.exists() and [l for l in log.read_text().splitlines() if l]
+
+    got = wait_for(lambda: len(lines() or []) >= len(expected) and lines(), 5, message="four log lines")
+    assert [line.split(" - - [", 1)[1].split("] ", 1)[1].rsplit(" ", 3)[0] for line in got] == expected, got

@@ -50,6 +50,8 @@ fn echo_target(seen: &Seen) -> Answer {
 struct MockApp {
     calls: Vec<Seen>,
     pulls: usize,
+    /// Every pull fails, as an iterable raising mid-stream.
+    pulls_fail: bool,
     answer: fn(&Seen) -> Answer,
 }
 
@@ -104,6 +106,9 @@ impl App for MockApp {
 
     fn pull(&mut self, stream: &mut Self::Stream) -> Pull<Vec<u8>> {
         self.pulls += 1;
+        if self.pulls_fail {
+            return Pull::Failed;
+        }
         match stream.pop_front() {
             Some(chunk) => Pull::Chunk(chunk),
             None => Pull::End,
@@ -168,6 +173,7 @@ impl Harness {
             app: MockApp {
                 calls: Vec::new(),
                 pulls: 0,
+                pulls_fail: false,
                 answer,
             },
             sh,
@@ -592,4 +598,103 @@ fn a_malformed_request_line_is_refused_without_waiting_for_the_rest_of_the_head(
         assert_eq!(responses[0].status, status);
         assert!(h.app.calls.is_empty());
     }
+}
+
+/// An access log the test reads back.
+#[derive(Clone, Default)]
+struct SharedLog(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+
+impl Write for SharedLog {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Harness {
+    fn with_access_log(answer: fn(&Seen) -> Answer) -> (Harness, SharedLog) {
+        let mut h = Harness::new(answer);
+        let log = SharedLog::default();
+        h.sh.access_log = Some(Box::new(log.clone()));
+        (h, log)
+    }
+}
+
+impl SharedLog {
+    /// The request and status of each line: `"GET / HTTP/1.1" 200`.
+    fn requests_and_statuses(&self) -> Vec<String> {
+        let text = String::from_utf8(self.0.borrow().clone()).unwrap();
+        text.lines()
+            .map(|line| {
+                let from = line.find('"').unwrap();
+                let status_end = line[from..].find("\" ").unwrap() + from + 5;
+                line[from..status_end].to_string()
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn a_request_refused_before_its_head_was_parsed_gets_an_access_log_line() {
+    for (sent, expected) in [
+        (&b"G@T / HTTP/1.1\r\n"[..], "\"G@T / HTTP/1.1\" 400"),
+        (b"\x16\x03\x01\x02\x00", "\"-\" 400"),
+        (b"GET / HTTP/1.1\r\n\r\n", "\"GET / HTTP/1.1\" 400"),
+        (
+            b"POST /big HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999\r\n\r\n",
+            "\"POST /big HTTP/1.1\" 413",
+        ),
+    ] {
+        let (mut h, log) = Harness::with_access_log(echo_target);
+        h.exchange(sent, &[]);
+        assert_eq!(log.requests_and_statuses(), [expected]);
+    }
+}
+
+#[test]
+fn a_body_refused_or_a_request_timing_out_gets_an_access_log_line() {
+    let (mut h, log) = Harness::with_access_log(echo_target);
+    h.exchange(
+        b"POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        &[],
+    );
+    let (mut slow, slow_log) = Harness::with_access_log(echo_target);
+    slow.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n");
+    assert_eq!(slow.run(), Outcome::Wait);
+    let mut conn = slow.conn.take().unwrap();
+    conn.on_timeout(&mut slow.sh);
+    assert_eq!(log.requests_and_statuses(), ["\"POST /c HTTP/1.1\" 400"]);
+    assert_eq!(
+        slow_log.requests_and_statuses(),
+        ["\"GET /slow HTTP/1.1\" 408"]
+    );
+}
+
+#[test]
+fn a_response_cut_when_the_app_fails_mid_stream_gets_an_access_log_line() {
+    let (mut h, log) = Harness::with_access_log(|_| Answer {
+        status: 200,
+        chunks: vec![b"first".to_vec()],
+        streamed: Some(VecDeque::from([b"second".to_vec()])),
+        ..Answer::default()
+    });
+    h.app.pulls_fail = true;
+    h.send(&get("/cut"));
+    assert_eq!(h.run(), Outcome::Closed);
+    assert_eq!(log.requests_and_statuses(), ["\"GET /cut HTTP/1.1\" 200"]);
+}
+
+#[test]
+fn access_logging_writes_one_line_per_answered_request() {
+    let (mut h, log) = Harness::with_access_log(echo_target);
+    let mut stream = get("/1");
+    stream.extend(get("/2"));
+    h.exchange(&stream, &[]);
+    assert_eq!(
+        log.requests_and_statuses(),
+        ["\"GET /1 HTTP/1.1\" 200", "\"GET /2 HTTP/1.1\" 200"]
+    );
 }
