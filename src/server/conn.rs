@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Registry, Token};
 
-use super::net::{Closing, Peer, Stream};
+use super::net::{byte_waiting, Closing, Peer, Stream};
 use super::output::Output;
 use super::{App, AppFailed, Called, FileBody, Pull, Request, RequestBody, Shared};
 use crate::http1::{self, BodyDecoder, BodyKind, Version};
@@ -43,6 +43,9 @@ const SENDFILE_MAX: usize = 1 << 20;
 /// After pulling chunks from an app for this long since the loop woke, the loop gets a
 /// turn: a slow generator must not starve other clients or the stop signal.
 const PULL_SLICE: Duration = Duration::from_millis(2);
+/// Busy this long since the loop woke, a response first looks for a stop signal the loop
+/// has not read yet (see `draining`).
+const SIGNAL_PEEK_AFTER: Duration = Duration::from_millis(1);
 
 /// Where a connection is, each phase with the state only it has.
 enum Phase<S> {
@@ -523,7 +526,7 @@ impl<A: App> Conn<A> {
         self.deadline = None;
         let head = &work.head;
         let is_head = head.method.of(&work.rbuf) == b"HEAD";
-        let mut keep_alive = head.keep_alive && !sh.draining;
+        let mut keep_alive = head.keep_alive && !draining(sh);
         let Called { stream, more } = match result {
             Ok(called) => called,
             Err(AppFailed) => {
@@ -737,6 +740,16 @@ impl<A: App> Conn<A> {
         self.since = sh.now;
         Step::Continue
     }
+}
+
+/// Whether the instance is draining, or is about to: a stop signal may have come while
+/// the app ran, before the loop reads it (RFC 9112 9.6: a response produced after it
+/// says `Connection: close`). The signal pipe is peeked only when the loop has been busy
+/// for a while since it woke, so a fast request costs no system call.
+fn draining<C>(sh: &Shared<C>) -> bool {
+    sh.draining
+        || (Instant::now().duration_since(sh.now) >= SIGNAL_PEEK_AFTER
+            && sh.stop_signals.as_ref().is_some_and(byte_waiting))
 }
 
 /// Writes queued bytes until done or the socket is full.

@@ -213,6 +213,8 @@ pub(crate) struct Shared<C> {
     pub access_log: Option<Box<dyn Write>>,
     pub log_dirty: bool,
     pub draining: bool,
+    /// The stop-signal pipe, peeked so a response after a signal not yet read says close.
+    pub stop_signals: Option<std::os::fd::OwnedFd>,
     pub requests_served: u64,
 }
 
@@ -242,6 +244,7 @@ pub fn run<A: App>(app: &mut A, listener: Listener, settings: Settings) -> io::R
         access_log: settings.access_log,
         log_dirty: false,
         draining: false,
+        stop_signals: rustix::io::fcntl_dupfd_cloexec(&signals, 0).ok(),
         requests_served: 0,
     };
     let max_connections = settings.max_connections;

@@ -3,6 +3,7 @@ seen, the Host field validated, the absolute-form authority used as the host, th
 codes and framing headers an app may send, and the access log line for every response."""
 
 import json
+import signal
 import time
 
 import pytest
@@ -106,3 +107,16 @@ def test_every_response_gets_an_access_log_line_refused_or_cut_short(serve, tmp_
 
     got = wait_for(lambda: len(lines() or []) >= len(expected) and lines(), 5, message="four log lines")
     assert [line.split(" - - [", 1)[1].split("] ", 1)[1].rsplit(" ", 3)[0] for line in got] == expected, got
+
+
+def test_a_response_finished_after_a_stop_signal_came_during_the_app_call_says_close(serve):
+    server = serve("signals_app:application")
+    with Conn(server) as c:
+        c.send(get("/sleep?secs=1") + get("/after"))
+        wait_for(lambda: server.state_file("in-flight").exists(), 5, message="the app to start")
+        server.signal(signal.SIGTERM)
+        r = c.read_response(timeout=5)
+        assert (r.status, r.body) == (200, b"slept"), r
+        assert (r.header("Connection") or "").lower() == "close", r.raw_head
+        assert c.closed_within(3)
+    assert server.wait_exit(5) == 0, server.stderr()

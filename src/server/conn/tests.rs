@@ -166,6 +166,7 @@ impl Harness {
             access_log: None,
             log_dirty: false,
             draining: false,
+            stop_signals: None,
             requests_served: 0,
         };
         Harness {
@@ -697,4 +698,55 @@ fn access_logging_writes_one_line_per_answered_request() {
         log.requests_and_statuses(),
         ["\"GET /1 HTTP/1.1\" 200", "\"GET /2 HTTP/1.1\" 200"]
     );
+}
+
+#[test]
+fn every_response_produced_while_draining_says_connection_close_even_when_pipelined() {
+    let mut h = Harness::new(echo_target);
+    h.sh.draining = true;
+    let mut stream = get("/1");
+    stream.extend(get("/2"));
+    let (outcome, responses) = h.exchange(&stream, &[]);
+    assert_eq!(outcome, Outcome::Closed);
+    assert!(!responses.is_empty());
+    for r in &responses {
+        assert_eq!(r.header("Connection"), Some("close"), "{r:?}");
+    }
+}
+
+/// `echo_target` from an app that takes a few milliseconds.
+fn slow_echo(seen: &Seen) -> Answer {
+    std::thread::sleep(Duration::from_millis(3));
+    echo_target(seen)
+}
+
+/// A harness whose stop-signal pipe holds a byte when `signalled`.
+fn with_stop_pipe(signalled: bool) -> (Harness, UnixStream) {
+    let mut h = Harness::new(slow_echo);
+    let (read_end, mut write_end) = UnixStream::pair().unwrap();
+    if signalled {
+        write_end.write_all(b"!").unwrap();
+    }
+    h.sh.stop_signals = Some(read_end.into());
+    (h, write_end)
+}
+
+#[test]
+fn a_stop_signal_that_came_while_the_app_ran_makes_the_response_say_connection_close() {
+    let (mut h, _pipe) = with_stop_pipe(true);
+    let mut stream = get("/1");
+    stream.extend(get("/2"));
+    let (outcome, responses) = h.exchange(&stream, &[]);
+    assert_eq!(outcome, Outcome::Closed);
+    assert_eq!(
+        responses.len(),
+        1,
+        "the pipelined request is left unanswered"
+    );
+    assert_eq!(responses[0].header("Connection"), Some("close"));
+
+    let (mut quiet, _pipe) = with_stop_pipe(false);
+    let (outcome, responses) = quiet.exchange(&get("/1"), &[]);
+    assert_eq!(outcome, Outcome::Wait);
+    assert_eq!(responses[0].header("Connection"), None);
 }
