@@ -750,3 +750,30 @@ fn a_stop_signal_that_came_while_the_app_ran_makes_the_response_say_connection_c
     assert_eq!(outcome, Outcome::Wait);
     assert_eq!(responses[0].header("Connection"), None);
 }
+
+/// A response of `status` whose body is streamed.
+fn streamed_with_status(status: u16) -> Answer {
+    Answer {
+        status,
+        streamed: Some(VecDeque::from([b"x".to_vec()])),
+        ..Answer::default()
+    }
+}
+
+#[test]
+fn a_streamed_204_or_304_never_gets_transfer_encoding() {
+    let answers: [fn(&Seen) -> Answer; 2] =
+        [|_| streamed_with_status(204), |_| streamed_with_status(304)];
+    for answer in answers {
+        let mut h = Harness::new(answer);
+        let mut stream = get("/1");
+        stream.extend(get("/2"));
+        let (_, responses) = h.exchange(&stream, &[]);
+        assert_eq!(responses.len(), 2);
+        for r in &responses {
+            assert_eq!(r.header("Transfer-Encoding"), None, "{r:?}");
+            assert_eq!(r.header("Content-Length"), None, "{r:?}");
+            assert!(r.body.is_empty());
+        }
+    }
+}
