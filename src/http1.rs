@@ -1989,6 +1989,8 @@ mod tests {
         assert_eq!(head.path.of(req), b"/x");
         let req = b"GET HTTPS://h?q HTTP/1.1\r\nHost: a\r\n\r\n";
         assert_eq!(parse(req).unwrap().authority.of(req), b"h");
+        let req = b"GET http://[::1]:8080/p HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(parse(req).unwrap().authority.of(req), b"[::1]:8080");
         let req = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
         assert!(parse(req).unwrap().authority.is_empty());
         for line in [
