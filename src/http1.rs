@@ -99,6 +99,9 @@ pub struct Head {
     pub path: Span,
     /// After the first `?`, without it; empty when there is none.
     pub query: Span,
+    /// The authority of an absolute-form target (`host[:port]`), which stands for the
+    /// Host field (RFC 9112 3.2.2); empty for the other forms.
+    pub authority: Span,
     pub version: Version,
     /// Every header field in order, as sent (names not lower-cased).
     pub headers: Vec<Header>,
@@ -110,6 +113,9 @@ pub struct Head {
     pub expect_continue: bool,
     /// Bytes of the head, including any leading empty lines and the final empty line.
     pub len: usize,
+    /// While the head is incomplete: how much of it was already checked (see
+    /// `check_partial_head`). Zero once a head is complete.
+    pub checked: usize,
 }
 
 impl Default for Head {
@@ -119,12 +125,14 @@ impl Default for Head {
             target: Span::default(),
             path: Span::default(),
             query: Span::default(),
+            authority: Span::default(),
             version: Version::Http11,
             headers: Vec::new(),
             body: BodyKind::None,
             keep_alive: false,
             expect_continue: false,
             len: 0,
+            checked: 0,
         }
     }
 }
@@ -217,6 +225,9 @@ const TE_ON_HTTP10: Error = Error::bad("Transfer-Encoding on an HTTP/1.0 request
 const BAD_TRANSFER_ENCODING: Error = Error::bad("invalid Transfer-Encoding");
 const NOT_CHUNKED_LAST: Error = Error::bad("Transfer-Encoding does not end in chunked");
 const BAD_TARGET: Error = Error::bad("invalid request-target");
+const BAD_HOST: Error = Error::bad("invalid Host header");
+const BAD_TARGET_AUTHORITY: Error = Error::bad("invalid authority in request-target");
+const UNSUPPORTED_SCHEME: Error = Error::bad("request-target scheme is not http or https");
 const FRAGMENT_IN_TARGET: Error = Error::bad("fragment in request-target");
 const BAD_CHUNK_SIZE: Error = Error::bad("invalid chunk size");
 const BAD_CHUNK_EXT: Error = Error::bad("invalid chunk extension");
@@ -324,10 +335,14 @@ fn sub_span(span: Span, from: usize, to: usize) -> Span {
 /// Where the head ends, found by a scan that checks line endings, line folding and the
 /// limits on whatever part of the head has arrived.
 struct HeadExtent {
-    /// End of the head (after its final CRLF), counted from the start of the buffer.
+    /// The final empty line has arrived.
+    complete: bool,
+    /// End of the head (after its final CRLF) when complete, else of the last complete
+    /// line; counted from the start of the buffer.
     end: usize,
-    /// End of the request line, without its CRLF.
-    request_line_end: usize,
+    /// End of the request line, without its CRLF; `None` while its CRLF has not arrived.
+    request_line_end: Option<usize>,
+    /// Complete header lines.
     fields: usize,
 }
 
@@ -337,10 +352,18 @@ fn scan_head(
     limits: &Limits,
     max_head: usize,
     max_headers: usize,
-) -> Result<Option<HeadExtent>, Error> {
+) -> Result<HeadExtent, Error> {
     let mut line_start = start;
-    let mut request_line_end = start;
+    let mut request_line_end = None;
     let mut fields = 0;
+    let partial = |line_start: usize, request_line_end: Option<usize>, fields: usize| {
+        Ok(HeadExtent {
+            complete: false,
+            end: line_start,
+            request_line_end,
+            fields,
+        })
+    };
     loop {
         let line = buf.get(line_start..).unwrap_or(&[]);
         let is_request_line = line_start == start;
@@ -354,7 +377,7 @@ fn scan_head(
             if buf.len() > max_head {
                 return Err(HEAD_TOO_LARGE);
             }
-            return Ok(None);
+            return partial(line_start, request_line_end, fields);
         };
         if line.get(cr) == Some(&b'\n') {
             return Err(BARE_LF);
@@ -367,7 +390,7 @@ fn scan_head(
                 if buf.len() > max_head {
                     return Err(HEAD_TOO_LARGE);
                 }
-                return Ok(None);
+                return partial(line_start, request_line_end, fields);
             }
             Some(b'\n') => {}
             Some(_) => return Err(BARE_CR),
@@ -377,13 +400,14 @@ fn scan_head(
             return Err(HEAD_TOO_LARGE);
         }
         if is_request_line {
-            request_line_end = line_start + cr;
+            request_line_end = Some(line_start + cr);
         } else if cr == 0 {
-            return Ok(Some(HeadExtent {
+            return Ok(HeadExtent {
+                complete: true,
                 end: line_end,
                 request_line_end,
                 fields,
-            }));
+            });
         } else {
             fields += 1;
             if fields > max_headers {
@@ -428,6 +452,7 @@ fn refusal(err: httparse::Error, request_line: &[u8]) -> Error {
 struct FieldFacts<'a> {
     /// Bit `i` set: `SINGLETONS[i]` was seen.
     singletons_seen: u16,
+    host: Option<&'a [u8]>,
     content_length: Option<u64>,
     /// The first Content-Length value as sent: a repeat must be the same bytes.
     content_length_value: Option<&'a [u8]>,
@@ -456,6 +481,9 @@ impl<'a> FieldFacts<'a> {
                 return Err(SINGLETONS[i].1);
             }
             self.singletons_seen |= bit;
+            if bit == HOST_BIT {
+                self.host = Some(value);
+            }
         } else if name.eq_ignore_ascii_case(b"content-length") {
             if value.contains(&b',') {
                 return Err(CONTENT_LENGTH_LIST);
@@ -527,8 +555,9 @@ pub fn parse_decimal(digits: &[u8]) -> Option<u64> {
     })
 }
 
-/// Splits the request-target into path and query according to its form.
-fn split_target(buf: &[u8], method: &[u8], target: Span) -> Result<(Span, Span), Error> {
+/// Splits the request-target into path, query and (absolute-form only) authority,
+/// according to its form.
+fn split_target(buf: &[u8], method: &[u8], target: Span) -> Result<(Span, Span, Span), Error> {
     let bytes = target.of(buf);
     if bytes.is_empty() {
         return Err(BAD_TARGET);
@@ -545,25 +574,30 @@ fn split_target(buf: &[u8], method: &[u8], target: Span) -> Result<(Span, Span),
     }
     if bytes == b"*" {
         return if method == b"OPTIONS" {
-            Ok((target, Span::default()))
+            Ok((target, Span::default(), Span::default()))
         } else {
             Err(BAD_TARGET)
         };
     }
-    let path_start = if bytes.first() == Some(&b'/') {
-        0
+    let (path_start, authority) = if bytes.first() == Some(&b'/') {
+        (0, Span::default())
     } else {
         let authority_start = absolute_form_authority(bytes).ok_or(BAD_TARGET)?;
+        let scheme = bytes.get(..authority_start - 3).unwrap_or_default();
+        if !scheme.eq_ignore_ascii_case(b"http") && !scheme.eq_ignore_ascii_case(b"https") {
+            return Err(UNSUPPORTED_SCHEME);
+        }
         let authority_len = bytes
             .get(authority_start..)
             .unwrap_or_default()
             .iter()
             .position(|&b| b == b'/' || b == b'?')
             .unwrap_or(bytes.len() - authority_start);
-        if authority_len == 0 {
-            return Err(BAD_TARGET);
-        }
         let path_start = authority_start + authority_len;
+        let authority = sub_span(target, authority_start, path_start);
+        if !valid_target_authority(authority.of(buf)) {
+            return Err(BAD_TARGET_AUTHORITY);
+        }
         if bytes.get(path_start) != Some(&b'/') {
             // No path: "/" it is, borrowed from the "//" before the authority.
             let query = match bytes.get(path_start) {
@@ -571,19 +605,92 @@ fn split_target(buf: &[u8], method: &[u8], target: Span) -> Result<(Span, Span),
                 _ => Span::default(),
             };
             let slash = authority_start - 1;
-            return Ok((sub_span(target, slash, slash + 1), query));
+            return Ok((sub_span(target, slash, slash + 1), query, authority));
         }
-        path_start
+        (path_start, authority)
     };
-    Ok(
-        match bytes.iter().skip(path_start).position(|&b| b == b'?') {
-            Some(q) => (
-                sub_span(target, path_start, path_start + q),
-                sub_span(target, path_start + q + 1, bytes.len()),
+    let (path, query) = match bytes.iter().skip(path_start).position(|&b| b == b'?') {
+        Some(q) => (
+            sub_span(target, path_start, path_start + q),
+            sub_span(target, path_start + q + 1, bytes.len()),
+        ),
+        None => (sub_span(target, path_start, bytes.len()), Span::default()),
+    };
+    Ok((path, query, authority))
+}
+
+/// Bytes of a reg-name (RFC 3986 3.2.2) besides `%`: unreserved and sub-delims.
+static REG_NAME: [bool; 256] = byte_table(
+    &[(b'0', b'9'), (b'A', b'Z'), (b'a', b'z')],
+    b"-._~!$&'()*+,;=",
+);
+
+/// Whether a Host field value is `uri-host [ ":" port ]` (RFC 9112 3.2, RFC 3986 3.2.2
+/// and 3.2.3): an IP-literal in brackets, or a reg-name (which covers IPv4) of unreserved,
+/// sub-delims and percent-encoded bytes; the port digits only, possibly none. An empty
+/// value is valid (a target without authority).
+pub fn valid_host(value: &[u8]) -> bool {
+    let (host, port) = match value {
+        [b'[', rest @ ..] => {
+            let Some(close) = rest.iter().position(|&b| b == b']') else {
+                return false;
+            };
+            let literal = rest.get(..close).unwrap_or_default();
+            let after = rest.get(close + 1..).unwrap_or_default();
+            if !valid_ip_literal(literal) {
+                return false;
+            }
+            return match after {
+                [] => true,
+                [b':', port @ ..] => port.iter().all(u8::is_ascii_digit),
+                _ => false,
+            };
+        }
+        _ => match value.iter().position(|&b| b == b':') {
+            Some(colon) => (
+                value.get(..colon).unwrap_or_default(),
+                value.get(colon + 1..).unwrap_or_default(),
             ),
-            None => (sub_span(target, path_start, bytes.len()), Span::default()),
+            None => (value, &b""[..]),
         },
-    )
+    };
+    port.iter().all(u8::is_ascii_digit) && valid_reg_name(host)
+}
+
+/// The authority of an absolute-form target: a valid host part that is not empty, and no
+/// userinfo (RFC 9110 4.2.1, 4.2.4).
+fn valid_target_authority(authority: &[u8]) -> bool {
+    !authority.is_empty() && !authority.starts_with(b":") && valid_host(authority)
+}
+
+fn valid_reg_name(name: &[u8]) -> bool {
+    let mut rest = name;
+    while let [b, tail @ ..] = rest {
+        rest = match (b, tail) {
+            (b'%', [h, l, after @ ..]) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => after,
+            (b, _) if REG_NAME[*b as usize] => tail,
+            _ => return false,
+        };
+    }
+    true
+}
+
+/// `IPv6address / IPvFuture`, the inside of an IP-literal (RFC 3986 3.2.2).
+fn valid_ip_literal(literal: &[u8]) -> bool {
+    match literal {
+        [b'v' | b'V', rest @ ..] => {
+            let dot = rest.iter().position(|&b| b == b'.').unwrap_or(0);
+            let (version, tail) = rest.split_at(dot);
+            let tail = tail.get(1..).unwrap_or_default();
+            !version.is_empty()
+                && version.iter().all(u8::is_ascii_hexdigit)
+                && !tail.is_empty()
+                && tail
+                    .iter()
+                    .all(|&b| b == b':' || (b != b'%' && REG_NAME[b as usize]))
+        }
+        _ => std::str::from_utf8(literal).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok()),
+    }
 }
 
 /// For an absolute-form target (`scheme://authority...`), where the authority starts.
@@ -623,24 +730,18 @@ pub fn parse_head(buf: &[u8], limits: &Limits, head: &mut Head) -> Result<bool, 
             return Err(HEAD_TOO_LARGE);
         }
     }
-    let Some(extent) = scan_head(buf, start, limits, max_head, max_headers)? else {
+    let extent = scan_head(buf, start, limits, max_head, max_headers)?;
+    if !extent.complete {
+        head.checked = check_partial_head(buf, start, &extent, head.checked)?;
         return Ok(false);
-    };
+    }
+    head.checked = 0;
     let head_bytes = buf.get(start..extent.end).unwrap_or_default();
-    let request_line = buf.get(start..extent.request_line_end).unwrap_or_default();
-    // httparse takes only 1.0 and 1.1: a higher 1.x minor is parsed from a copy that says
-    // 1.1. Spans are then counted from the copy, which stands where `head_bytes` does.
+    let request_line = buf
+        .get(start..extent.request_line_end.unwrap_or(start))
+        .unwrap_or_default();
     let mut rewritten = Vec::new();
-    let parsed: &[u8] = match higher_minor_digit(request_line) {
-        Some(at) => {
-            rewritten.extend_from_slice(head_bytes);
-            if let Some(digit) = rewritten.get_mut(at) {
-                *digit = b'1';
-            }
-            &rewritten
-        }
-        None => head_bytes,
-    };
+    let parsed = served_as_http11(head_bytes, request_line, &mut rewritten);
     let span_of = |part: &[u8]| {
         let span = span_in(parsed, part);
         Span {
@@ -650,17 +751,11 @@ pub fn parse_head(buf: &[u8], limits: &Limits, head: &mut Head) -> Result<bool, 
     };
 
     let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS_CAP];
-    let slots = slots.get_mut(..extent.fields).unwrap_or_default();
-    let mut request = httparse::Request::new(&mut []);
-    match httparse::ParserConfig::default().parse_request_with_uninit_headers(
-        &mut request,
-        parsed,
-        slots,
-    ) {
-        Ok(httparse::Status::Complete(n)) if n == parsed.len() => {}
+    let request = match httparse_request(parsed, &mut slots, extent.fields) {
+        Ok((httparse::Status::Complete(n), request)) if n == parsed.len() => request,
         Ok(_) => return Err(MALFORMED_HEAD),
         Err(err) => return Err(refusal(err, request_line)),
-    }
+    };
     let (Some(method), Some(target), Some(minor)) = (request.method, request.path, request.version)
     else {
         return Err(MALFORMED_HEAD);
@@ -692,15 +787,19 @@ pub fn parse_head(buf: &[u8], limits: &Limits, head: &mut Head) -> Result<bool, 
     if facts.singletons_seen & HOST_BIT == 0 && version == Version::Http11 {
         return Err(MISSING_HOST);
     }
+    if facts.host.is_some_and(|host| !valid_host(host)) {
+        return Err(BAD_HOST);
+    }
     let body = facts.body(version, limits.max_body)?;
     let method = span_of(method.as_bytes());
     let target = span_of(target.as_bytes());
-    let (path, query) = split_target(buf, method.of(buf), target)?;
+    let (path, query, authority) = split_target(buf, method.of(buf), target)?;
 
     head.method = method;
     head.target = target;
     head.path = path;
     head.query = query;
+    head.authority = authority;
     head.version = version;
     head.body = body;
     head.keep_alive = match version {
@@ -710,6 +809,80 @@ pub fn parse_head(buf: &[u8], limits: &Limits, head: &mut Head) -> Result<bool, 
     head.expect_continue = version == Version::Http11 && facts.expect_continue;
     head.len = extent.end;
     Ok(true)
+}
+
+/// The head bytes httparse is given: httparse takes only 1.0 and 1.1, so a higher 1.x
+/// minor is parsed from a copy (in `rewritten`) that says 1.1. Spans are then counted from
+/// the copy, which stands where `head_bytes` does.
+fn served_as_http11<'a>(
+    head_bytes: &'a [u8],
+    request_line: &[u8],
+    rewritten: &'a mut Vec<u8>,
+) -> &'a [u8] {
+    match higher_minor_digit(request_line) {
+        Some(at) => {
+            rewritten.extend_from_slice(head_bytes);
+            if let Some(digit) = rewritten.get_mut(at) {
+                *digit = b'1';
+            }
+            rewritten
+        }
+        None => head_bytes,
+    }
+}
+
+/// Checks the part of an incomplete head that has arrived, so that a malformed request
+/// line or header line is refused at once rather than when the head would end (RFC 9112
+/// 3). `checked` is how far an earlier call got; the new mark is returned. Each complete
+/// line is checked once it ends (with the lines before it); until the request line ends,
+/// only its method token is checked, each byte once.
+fn check_partial_head(
+    buf: &[u8],
+    start: usize,
+    extent: &HeadExtent,
+    checked: usize,
+) -> Result<usize, Error> {
+    let checked = checked.max(start);
+    let Some(request_line_end) = extent.request_line_end else {
+        let unchecked = buf.get(checked..).unwrap_or_default();
+        let method_part = unchecked
+            .iter()
+            .position(|&b| b == b' ')
+            .unwrap_or(unchecked.len());
+        let method = unchecked.get(..method_part).unwrap_or_default();
+        if !method.iter().all(|&b| is_tchar(b)) {
+            return Err(MALFORMED_REQUEST_LINE);
+        }
+        return Ok(checked + method_part);
+    };
+    if extent.end <= checked {
+        return Ok(checked);
+    }
+    let lines = buf.get(start..extent.end).unwrap_or_default();
+    let request_line = buf.get(start..request_line_end).unwrap_or_default();
+    let mut rewritten = Vec::new();
+    let parsed = served_as_http11(lines, request_line, &mut rewritten);
+    let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS_CAP];
+    match httparse_request(parsed, &mut slots, extent.fields) {
+        Ok(_) => Ok(extent.end),
+        Err(err) => Err(refusal(err, request_line)),
+    }
+}
+
+/// httparse's reading of `parsed`, with room for `fields` header fields in `slots`.
+fn httparse_request<'h, 'b>(
+    parsed: &'b [u8],
+    slots: &'h mut [MaybeUninit<httparse::Header<'b>>],
+    fields: usize,
+) -> Result<(httparse::Status<usize>, httparse::Request<'h, 'b>), httparse::Error> {
+    let slots = slots.get_mut(..fields).unwrap_or_default();
+    let mut request = httparse::Request::new(&mut []);
+    let status = httparse::ParserConfig::default().parse_request_with_uninit_headers(
+        &mut request,
+        parsed,
+        slots,
+    )?;
+    Ok((status, request))
 }
 
 /// Where the minor digit of `HTTP/1.2` to `HTTP/1.9` ends the request line, if it does.
@@ -971,10 +1144,10 @@ pub fn encode_chunk(data: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Checks a WSGI status line such as `200 OK`: three digits, a space, a reason phrase
-/// without control characters. Returns the code.
+/// Checks a WSGI status line such as `200 OK`: a code from 100 to 599 (RFC 9110 15), a
+/// space, a reason phrase without control characters. Returns the code.
 pub fn parse_status(status: &[u8]) -> Option<u16> {
-    let [hundreds @ b'1'..=b'9', tens, units, b' ', reason @ ..] = status else {
+    let [hundreds @ b'1'..=b'5', tens, units, b' ', reason @ ..] = status else {
         return None;
     };
     if !tens.is_ascii_digit() || !units.is_ascii_digit() {
@@ -999,6 +1172,12 @@ pub fn valid_header_value(value: &[u8]) -> bool {
 /// 1xx, 204 and 304 responses never carry a body.
 pub fn status_allows_body(status: u16) -> bool {
     !(100..200).contains(&status) && status != 204 && status != 304
+}
+
+/// A response with this status may carry Content-Length: not a 1xx or 204 (RFC 9110 8.6).
+/// Transfer-Encoding goes only where [`status_allows_body`] says a body may.
+pub fn may_send_content_length(status: u16) -> bool {
+    status >= 200 && status != 204
 }
 
 /// Appends the chunk-size line for a chunk of `len` bytes: hex digits and CRLF.
@@ -1132,6 +1311,73 @@ mod tests {
                 "prefix of {end} bytes"
             );
         }
+    }
+
+    /// `parse_head`'s answer to each prefix of `req` in turn, one `Head` throughout, as a
+    /// connection reading it byte by byte would get them; the first refusal ends it.
+    fn drip(req: &[u8]) -> Result<bool, u16> {
+        let mut head = Head::default();
+        for end in 1..=req.len() {
+            match parse_head(&req[..end], &Limits::default(), &mut head) {
+                Ok(false) => {}
+                other => return other.map_err(|e| e.status),
+            }
+        }
+        Ok(false)
+    }
+
+    #[test]
+    fn a_malformed_head_is_refused_before_its_final_empty_line() {
+        for (req, expected) in [
+            (&b"G@T / HTTP/1.1\r\n"[..], 400),
+            (b"G@T", 400),
+            (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400),
+            (b"GET / HTTP/7.0\r\n", 505),
+            (b"GET / HTTQ/1.1\r\n", 400),
+            (b"GET / HTTP/1.1\r\nBad Header: x\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX-A: a\x01b\r\n", 400),
+            (b"\r\nGET / HTTP/1.2\r\nHost: a\r\n(: x\r\n", 400),
+        ] {
+            assert_eq!(
+                drip(req),
+                Err(expected),
+                "{:?}",
+                String::from_utf8_lossy(req)
+            );
+            let mut head = Head::default();
+            assert_eq!(
+                parse_head(req, &Limits::default(), &mut head).map_err(|e| e.status),
+                Err(expected),
+                "in one read: {:?}",
+                String::from_utf8_lossy(req)
+            );
+        }
+    }
+
+    #[test]
+    fn a_valid_head_dripped_byte_by_byte_is_never_refused_early() {
+        for req in [
+            SIMPLE,
+            b"\r\nPOST /p HTTP/1.2\r\nHost: a\r\nContent-Length: 1\r\n\r\n",
+            b"GET / HTTP/1.0\r\n\r\n",
+        ] {
+            assert_eq!(drip(req), Ok(true), "{:?}", String::from_utf8_lossy(req));
+        }
+    }
+
+    #[test]
+    fn an_incomplete_head_is_rechecked_only_when_a_line_ends() {
+        let mut head = Head::default();
+        let req = b"GET /abc HTTP/1.1\r\nHost: a\r\nX-Long: vvvv";
+        let limits = Limits::default();
+        assert_eq!(parse_head(&req[..6], &limits, &mut head), Ok(false));
+        assert_eq!(head.checked, 3, "the method, up to its space");
+        assert_eq!(parse_head(&req[..19], &limits, &mut head), Ok(false));
+        assert_eq!(head.checked, 19, "the request line once it ended");
+        assert_eq!(parse_head(&req[..30], &limits, &mut head), Ok(false));
+        assert_eq!(head.checked, 28, "up to the end of the Host line");
+        assert_eq!(parse_head(req, &limits, &mut head), Ok(false));
+        assert_eq!(head.checked, 28, "no new line ended");
     }
 
     #[test]
@@ -1684,6 +1930,81 @@ mod tests {
         assert_eq!(path_and_query("OPTIONS * HTTP/1.1"), pq("*", ""));
     }
 
+    fn host_status(value: &[u8]) -> u16 {
+        let mut req = b"GET / HTTP/1.1\r\nHost: ".to_vec();
+        req.extend_from_slice(value);
+        req.extend_from_slice(b"\r\n\r\n");
+        status(&req)
+    }
+
+    #[test]
+    fn an_invalid_host_value_is_400() {
+        assert_all(
+            host_status,
+            400,
+            &[
+                b"a b",
+                b"u:p@a",
+                b"a/b",
+                b"a, b",
+                b"a:b",
+                b"caf\xe9",
+                b"a:80:90",
+                b"a%2",
+                b"a%zz",
+                b"[::1",
+                b"[::1]x",
+                b"[::1]:8x",
+                b"[nothex]",
+                b"[v1]",
+                b"[1.2.3.4]",
+                b"a?b",
+                b"a#b",
+            ],
+        );
+        assert_all(
+            host_status,
+            0,
+            &[
+                b"",
+                b"a",
+                b"example.com:8080",
+                b"a:",
+                b"127.0.0.1:80",
+                b"[::1]",
+                b"[::1]:8000",
+                b"[2001:db8::ffff:1.2.3.4]",
+                b"[v1.fe:80]",
+                b"caf%C3%A9.example",
+                b"a-b_c~d!$&'()*+,;=",
+            ],
+        );
+    }
+
+    #[test]
+    fn an_absolute_form_target_gives_its_authority_and_needs_http_or_https() {
+        let req = b"GET http://other:99/x HTTP/1.1\r\nHost: a:1\r\n\r\n";
+        let head = parse(req).unwrap();
+        assert_eq!(head.authority.of(req), b"other:99");
+        assert_eq!(head.path.of(req), b"/x");
+        let req = b"GET HTTPS://h?q HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(parse(req).unwrap().authority.of(req), b"h");
+        let req = b"GET http://[::1]:8080/p HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(parse(req).unwrap().authority.of(req), b"[::1]:8080");
+        let req = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert!(parse(req).unwrap().authority.is_empty());
+        for line in [
+            "GET ftp://a/f HTTP/1.1",
+            "GET ws://a/ HTTP/1.1",
+            "GET http://u:p@a/ HTTP/1.1",
+            "GET http://a b/ HTTP/1.1",
+            "GET http://:80/ HTTP/1.1",
+            "GET http://a:b/ HTTP/1.1",
+        ] {
+            assert_eq!(path_and_query(line), Err(400), "{line}");
+        }
+    }
+
     #[test]
     fn connect_is_501() {
         for line in ["CONNECT h:443 HTTP/1.1", "CONNECT h:80 HTTP/1.0"] {
@@ -2037,7 +2358,7 @@ mod tests {
             ("404 Not Found", 404),
             ("200 ", 200),
             ("100 Continue", 100),
-            ("999 x\ty", 999),
+            ("599 x\ty", 599),
             ("200 caf\u{e9}", 200),
         ] {
             assert_eq!(parse_status(line.as_bytes()), Some(code), "{line:?}");
@@ -2063,6 +2384,29 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(line)
             );
+        }
+    }
+
+    #[test]
+    fn a_status_code_above_599_is_refused() {
+        for line in [&b"600 High"[..], b"999 Weird", b"700 x"] {
+            assert_eq!(
+                parse_status(line),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        assert_eq!(parse_status(b"599 Last"), Some(599));
+    }
+
+    #[test]
+    fn a_204_or_1xx_response_never_carries_content_length() {
+        for status in [100, 101, 103, 199, 204] {
+            assert!(!may_send_content_length(status), "{status}");
+        }
+        for status in [200, 205, 304, 404, 500] {
+            assert!(may_send_content_length(status), "{status}");
         }
     }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Registry, Token};
 
-use super::net::{Closing, Peer, Stream};
+use super::net::{byte_waiting, Closing, Peer, Stream};
 use super::output::Output;
 use super::{App, AppFailed, Called, FileBody, Pull, Request, RequestBody, Shared};
 use crate::http1::{self, BodyDecoder, BodyKind, Version};
@@ -23,7 +23,7 @@ mod canned;
 #[cfg(test)]
 mod tests;
 
-use access_log::log_access;
+use access_log::{log_access, log_unparsed};
 pub(crate) use buffers::Work;
 use buffers::{recycle, store_body};
 use canned::{write_canned, write_refusal};
@@ -43,6 +43,9 @@ const SENDFILE_MAX: usize = 1 << 20;
 /// After pulling chunks from an app for this long since the loop woke, the loop gets a
 /// turn: a slow generator must not starve other clients or the stop signal.
 const PULL_SLICE: Duration = Duration::from_millis(2);
+/// Busy this long since the loop woke, a response first looks for a stop signal the loop
+/// has not read yet (see `draining`).
+const SIGNAL_PEEK_AFTER: Duration = Duration::from_millis(1);
 
 /// Where a connection is, each phase with the state only it has.
 enum Phase<S> {
@@ -213,7 +216,11 @@ impl<A: App> Conn<A> {
 
     /// Called when the deadline passed; the connection is closed right after.
     pub fn on_timeout(&mut self, sh: &mut Shared<A::Chunk>) {
+        if let Phase::Writing(resp) = &self.phase {
+            self.log_status(sh, resp.status);
+        }
         if matches!(self.phase, Phase::Head | Phase::Body(_)) {
+            self.log_status(sh, 408);
             // Best effort: one non-blocking write of the answer, then the close. It goes
             // after the rest of a `100 Continue` still queued, if any.
             let mut fresh: Output<A::Chunk> = Output::new();
@@ -262,7 +269,13 @@ impl<A: App> Conn<A> {
                     }
                     return Drive::Wait;
                 }
-                Step::Close => return Drive::Close,
+                Step::Close => {
+                    if let Phase::Writing(resp) = &self.phase {
+                        // Cut short: the app failed mid-stream or the client went away.
+                        self.log_status(sh, resp.status);
+                    }
+                    return Drive::Close;
+                }
             }
         }
         self.arm(sh, slot);
@@ -423,6 +436,7 @@ impl<A: App> Conn<A> {
 
     /// Queues an error answer; the connection closes once it is written.
     fn refuse(&mut self, status: u16, reason: &str, sh: &mut Shared<A::Chunk>) -> Step {
+        self.log_status(sh, status);
         let Some(work) = self.work.as_mut() else {
             return Step::Close;
         };
@@ -432,6 +446,18 @@ impl<A: App> Conn<A> {
         write_refusal(&mut work.out, status, reason, &sh.clock.date);
         self.phase = Phase::Refusing;
         Step::Continue
+    }
+
+    /// The access log line for a response answering the current request, with what is
+    /// known of it: the parsed head once there is one, else what arrived.
+    fn log_status(&self, sh: &mut Shared<A::Chunk>, status: u16) {
+        let Some(work) = self.work.as_ref().filter(|_| sh.access_log.is_some()) else {
+            return;
+        };
+        match self.phase {
+            Phase::Idle | Phase::Head => log_unparsed(sh, &self.peer, work, status),
+            _ => log_access(sh, &self.peer, work, status),
+        }
     }
 
     fn write_refusal(&mut self, sh: &mut Shared<A::Chunk>) -> Step {
@@ -500,7 +526,7 @@ impl<A: App> Conn<A> {
         self.deadline = None;
         let head = &work.head;
         let is_head = head.method.of(&work.rbuf) == b"HEAD";
-        let mut keep_alive = head.keep_alive && !sh.draining;
+        let mut keep_alive = head.keep_alive && !draining(sh);
         let Called { stream, more } = match result {
             Ok(called) => called,
             Err(AppFailed) => {
@@ -714,6 +740,16 @@ impl<A: App> Conn<A> {
         self.since = sh.now;
         Step::Continue
     }
+}
+
+/// Whether the instance is draining, or is about to: a stop signal may have come while
+/// the app ran, before the loop reads it (RFC 9112 9.6: a response produced after it
+/// says `Connection: close`). The signal pipe is peeked only when the loop has been busy
+/// for a while since it woke, so a fast request costs no system call.
+fn draining<C>(sh: &Shared<C>) -> bool {
+    sh.draining
+        || (Instant::now().duration_since(sh.now) >= SIGNAL_PEEK_AFTER
+            && sh.stop_signals.as_ref().is_some_and(byte_waiting))
 }
 
 /// Writes queued bytes until done or the socket is full.

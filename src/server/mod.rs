@@ -219,6 +219,8 @@ pub(crate) struct Shared<C> {
     pub access_log: Option<Box<dyn Write>>,
     pub log_dirty: bool,
     pub draining: bool,
+    /// The stop-signal pipe, peeked so a response after a signal not yet read says close.
+    pub stop_signals: Option<std::os::fd::OwnedFd>,
     pub requests_served: u64,
 }
 
@@ -378,6 +380,7 @@ impl<A: App> LoopState<A> {
         let mut signals = mio::net::UnixStream::from_std(settings.signals);
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let stop_signals = rustix::io::fcntl_dupfd_cloexec(&signals, 0).ok();
         Ok(LoopState {
             listener: Some(listener),
             signals,
@@ -393,6 +396,7 @@ impl<A: App> LoopState<A> {
                 access_log: settings.access_log,
                 log_dirty: false,
                 draining: false,
+                stop_signals,
                 requests_served: 0,
             },
             max_connections: settings.max_connections,

@@ -153,3 +153,11 @@ impl AsFd for Stream {
         }
     }
 }
+
+/// Whether a byte waits to be read on `socket`, left there for its reader: lets a
+/// connection see a stop signal the event loop has not read yet. Never blocks.
+pub fn byte_waiting(socket: &std::os::fd::OwnedFd) -> bool {
+    let mut byte = [0u8; 1];
+    let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
+    matches!(rustix::net::recv(socket, &mut byte, flags), Ok((n, _)) if n > 0)
+}

@@ -132,7 +132,8 @@ fn key(py: Python<'_>, s: &str) -> Py<PyString> {
 impl Environ {
     pub fn new(py: Python<'_>, c: Constants<'_>) -> PyResult<Environ> {
         let template = PyDict::new(py);
-        template.set_item(key(py, "SCRIPT_NAME"), c.root_path)?;
+        // Like PATH_INFO: the path's bytes (UTF-8 here) as latin-1 characters (PEP 3333).
+        template.set_item(key(py, "SCRIPT_NAME"), latin1(py, c.root_path.as_bytes()))?;
         template.set_item(key(py, "SERVER_NAME"), c.server_name)?;
         template.set_item(key(py, "SERVER_PORT"), c.server_port)?;
         template.set_item(
@@ -238,6 +239,11 @@ impl Environ {
 
         // Common headers set so far: only a repeated one needs a look at the dict.
         let mut common_seen = 0u64;
+        let authority = head.authority.of(buf);
+        if !authority.is_empty() {
+            // An absolute-form target's authority replaces any Host field (RFC 9112 3.2.2).
+            env.set_item(&self.header_keys[HOST], conn.host_value(py, authority))?;
+        }
         for header in &head.headers {
             let name = header.name.of(buf);
             if name.contains(&b'_') {
@@ -253,6 +259,7 @@ impl Environ {
                 continue;
             }
             let (key, value) = match common_header(name) {
+                Some(HOST) if !authority.is_empty() => continue,
                 Some(i) => {
                     let value = if i == HOST {
                         conn.host_value(py, raw_value)

@@ -376,7 +376,11 @@ fn push_header(
     let name = &out[line..name_end];
     let value = &out[value_start..];
     let mut keep = true;
-    if name.eq_ignore_ascii_case(b"content-length") {
+    if name.eq_ignore_ascii_case(b"content-length") && !http1::may_send_content_length(facts.status)
+    {
+        // RFC 9110 8.6: never on a 1xx or 204 response, whatever the app says.
+        keep = false;
+    } else if name.eq_ignore_ascii_case(b"content-length") {
         let n = http1::parse_decimal(value.trim_ascii()).ok_or_else(|| {
             Invalid::Message(format!(
                 "bad Content-Length {:?}",

@@ -1,4 +1,5 @@
-//! The access log: one line per answered request, in combined log format.
+//! The access log: one line per response, in combined log format: answered requests,
+//! responses cut short, and refusals (with what is known of a request refused early).
 //!
 //! It must never write anything the client sent unescaped (quotes, control bytes), and
 //! never touch the socket.
@@ -7,7 +8,7 @@ use std::io::Write;
 
 use super::{Peer, Shared, Version, Work};
 
-/// One line in combined log format.
+/// One line in combined log format for a request whose head was parsed.
 pub(super) fn log_access<C: AsRef<[u8]>>(
     sh: &mut Shared<C>,
     peer: &Peer,
@@ -27,25 +28,76 @@ pub(super) fn log_access<C: AsRef<[u8]>>(
         Version::Http10 => "HTTP/1.0",
         Version::Http11 => "HTTP/1.1",
     };
-    let bytes = if work.out.body_bytes == 0 {
+    let request = format!(
+        "{} {} {}",
+        escape(head.method.of(buf)),
+        escape(head.target.of(buf)),
+        version
+    );
+    let fields = LineFields {
+        request: &request,
+        status,
+        body_bytes: work.out.body_bytes,
+        referer: &header(b"referer"),
+        user_agent: &header(b"user-agent"),
+    };
+    write_line(sh, peer, &fields);
+}
+
+/// The line for a request refused before its head was parsed: its request line as sent
+/// when that line has arrived, else `-`.
+pub(super) fn log_unparsed<C: AsRef<[u8]>>(
+    sh: &mut Shared<C>,
+    peer: &Peer,
+    work: &Work<C>,
+    status: u16,
+) {
+    let received = work.rbuf.get(..work.filled).unwrap_or_default();
+    let mut rest = received;
+    while let [b'\r', b'\n', tail @ ..] = rest {
+        rest = tail;
+    }
+    let request = match memchr::memchr2(b'\r', b'\n', rest) {
+        Some(end) => escape(rest.get(..end).unwrap_or_default()),
+        None => "-".to_string(),
+    };
+    let fields = LineFields {
+        request: &request,
+        status,
+        body_bytes: 0,
+        referer: "-",
+        user_agent: "-",
+    };
+    write_line(sh, peer, &fields);
+}
+
+/// What one line says, each text already escaped.
+struct LineFields<'a> {
+    request: &'a str,
+    status: u16,
+    body_bytes: u64,
+    referer: &'a str,
+    user_agent: &'a str,
+}
+
+fn write_line<C>(sh: &mut Shared<C>, peer: &Peer, fields: &LineFields<'_>) {
+    let bytes = if fields.body_bytes == 0 {
         "-".to_string()
     } else {
-        work.out.body_bytes.to_string()
+        fields.body_bytes.to_string()
     };
     let line = format!(
-        "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\"\n",
+        "{} - - [{}] \"{}\" {} {} \"{}\" \"{}\"\n",
         match peer {
             Peer::Tcp(addr) => addr.ip().to_string(),
             Peer::Unix => "-".to_string(),
         },
         sh.clock.log_time,
-        escape(head.method.of(buf)),
-        escape(head.target.of(buf)),
-        version,
-        status,
+        fields.request,
+        fields.status,
         bytes,
-        header(b"referer"),
-        header(b"user-agent"),
+        fields.referer,
+        fields.user_agent,
     );
     if let Some(out) = sh.access_log.as_mut() {
         let _ = out.write_all(line.as_bytes());

@@ -68,6 +68,7 @@ pub(super) fn recycle<C: AsRef<[u8]>>(mut work: Box<Work<C>>, sh: &mut Shared<C>
         return;
     }
     work.filled = 0;
+    work.head.checked = 0;
     work.body_file = None;
     work.out.clear();
     work.out.shrink();

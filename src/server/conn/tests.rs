@@ -50,6 +50,8 @@ fn echo_target(seen: &Seen) -> Answer {
 struct MockApp {
     calls: Vec<Seen>,
     pulls: usize,
+    /// Every pull fails, as an iterable raising mid-stream.
+    pulls_fail: bool,
     answer: fn(&Seen) -> Answer,
 }
 
@@ -104,6 +106,9 @@ impl App for MockApp {
 
     fn pull(&mut self, stream: &mut Self::Stream) -> Pull<Vec<u8>> {
         self.pulls += 1;
+        if self.pulls_fail {
+            return Pull::Failed;
+        }
         match stream.pop_front() {
             Some(chunk) => Pull::Chunk(chunk),
             None => Pull::End,
@@ -161,6 +166,7 @@ impl Harness {
             access_log: None,
             log_dirty: false,
             draining: false,
+            stop_signals: None,
             requests_served: 0,
         };
         Harness {
@@ -168,6 +174,7 @@ impl Harness {
             app: MockApp {
                 calls: Vec::new(),
                 pulls: 0,
+                pulls_fail: false,
                 answer,
             },
             sh,
@@ -575,4 +582,198 @@ fn http10_without_keep_alive_is_closed_after_its_response() {
     let responses = parse_responses(&h.received(), &[]);
     assert_eq!(responses[0].header("Connection"), Some("close"));
     assert_eq!(responses[0].body, b"target=/old");
+}
+
+#[test]
+fn a_malformed_request_line_is_refused_without_waiting_for_the_rest_of_the_head() {
+    for (partial, status) in [
+        (&b"G@T / HTTP/1.1\r\n"[..], 400),
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400),
+        (b"GET / HTTP/7.0\r\n", 505),
+        (b"GET / HTTP/1.1\r\nBad Header: x\r\n", 400),
+    ] {
+        let mut h = Harness::new(echo_target);
+        let (outcome, responses) = h.exchange(partial, &[]);
+        assert_eq!(outcome, Outcome::Wait);
+        assert_eq!(responses.len(), 1, "{:?}", String::from_utf8_lossy(partial));
+        assert_eq!(responses[0].status, status);
+        assert!(h.app.calls.is_empty());
+    }
+}
+
+/// An access log the test reads back.
+#[derive(Clone, Default)]
+struct SharedLog(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+
+impl Write for SharedLog {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Harness {
+    fn with_access_log(answer: fn(&Seen) -> Answer) -> (Harness, SharedLog) {
+        let mut h = Harness::new(answer);
+        let log = SharedLog::default();
+        h.sh.access_log = Some(Box::new(log.clone()));
+        (h, log)
+    }
+}
+
+impl SharedLog {
+    /// The request and status of each line: `"GET / HTTP/1.1" 200`.
+    fn requests_and_statuses(&self) -> Vec<String> {
+        let text = String::from_utf8(self.0.borrow().clone()).unwrap();
+        text.lines()
+            .map(|line| {
+                let from = line.find('"').unwrap();
+                let status_end = line[from..].find("\" ").unwrap() + from + 5;
+                line[from..status_end].to_string()
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn a_request_refused_before_its_head_was_parsed_gets_an_access_log_line() {
+    for (sent, expected) in [
+        (&b"G@T / HTTP/1.1\r\n"[..], "\"G@T / HTTP/1.1\" 400"),
+        (b"\x16\x03\x01\x02\x00", "\"-\" 400"),
+        (b"GET / HTTP/1.1\r\n\r\n", "\"GET / HTTP/1.1\" 400"),
+        (
+            b"POST /big HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999\r\n\r\n",
+            "\"POST /big HTTP/1.1\" 413",
+        ),
+    ] {
+        let (mut h, log) = Harness::with_access_log(echo_target);
+        h.exchange(sent, &[]);
+        assert_eq!(log.requests_and_statuses(), [expected]);
+    }
+}
+
+#[test]
+fn a_body_refused_or_a_request_timing_out_gets_an_access_log_line() {
+    let (mut h, log) = Harness::with_access_log(echo_target);
+    h.exchange(
+        b"POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        &[],
+    );
+    let (mut slow, slow_log) = Harness::with_access_log(echo_target);
+    slow.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n");
+    assert_eq!(slow.run(), Outcome::Wait);
+    let mut conn = slow.conn.take().unwrap();
+    conn.on_timeout(&mut slow.sh);
+    assert_eq!(log.requests_and_statuses(), ["\"POST /c HTTP/1.1\" 400"]);
+    assert_eq!(
+        slow_log.requests_and_statuses(),
+        ["\"GET /slow HTTP/1.1\" 408"]
+    );
+}
+
+#[test]
+fn a_response_cut_when_the_app_fails_mid_stream_gets_an_access_log_line() {
+    let (mut h, log) = Harness::with_access_log(|_| Answer {
+        status: 200,
+        chunks: vec![b"first".to_vec()],
+        streamed: Some(VecDeque::from([b"second".to_vec()])),
+        ..Answer::default()
+    });
+    h.app.pulls_fail = true;
+    h.send(&get("/cut"));
+    assert_eq!(h.run(), Outcome::Closed);
+    assert_eq!(log.requests_and_statuses(), ["\"GET /cut HTTP/1.1\" 200"]);
+}
+
+#[test]
+fn access_logging_writes_one_line_per_answered_request() {
+    let (mut h, log) = Harness::with_access_log(echo_target);
+    let mut stream = get("/1");
+    stream.extend(get("/2"));
+    h.exchange(&stream, &[]);
+    assert_eq!(
+        log.requests_and_statuses(),
+        ["\"GET /1 HTTP/1.1\" 200", "\"GET /2 HTTP/1.1\" 200"]
+    );
+}
+
+#[test]
+fn every_response_produced_while_draining_says_connection_close_even_when_pipelined() {
+    let mut h = Harness::new(echo_target);
+    h.sh.draining = true;
+    let mut stream = get("/1");
+    stream.extend(get("/2"));
+    let (outcome, responses) = h.exchange(&stream, &[]);
+    assert_eq!(outcome, Outcome::Closed);
+    assert!(!responses.is_empty());
+    for r in &responses {
+        assert_eq!(r.header("Connection"), Some("close"), "{r:?}");
+    }
+}
+
+/// `echo_target` from an app that takes a few milliseconds.
+fn slow_echo(seen: &Seen) -> Answer {
+    std::thread::sleep(Duration::from_millis(3));
+    echo_target(seen)
+}
+
+/// A harness whose stop-signal pipe holds a byte when `signalled`.
+fn with_stop_pipe(signalled: bool) -> (Harness, UnixStream) {
+    let mut h = Harness::new(slow_echo);
+    let (read_end, mut write_end) = UnixStream::pair().unwrap();
+    if signalled {
+        write_end.write_all(b"!").unwrap();
+    }
+    h.sh.stop_signals = Some(read_end.into());
+    (h, write_end)
+}
+
+#[test]
+fn a_stop_signal_that_came_while_the_app_ran_makes_the_response_say_connection_close() {
+    let (mut h, _pipe) = with_stop_pipe(true);
+    let mut stream = get("/1");
+    stream.extend(get("/2"));
+    let (outcome, responses) = h.exchange(&stream, &[]);
+    assert_eq!(outcome, Outcome::Closed);
+    assert_eq!(
+        responses.len(),
+        1,
+        "the pipelined request is left unanswered"
+    );
+    assert_eq!(responses[0].header("Connection"), Some("close"));
+
+    let (mut quiet, _pipe) = with_stop_pipe(false);
+    let (outcome, responses) = quiet.exchange(&get("/1"), &[]);
+    assert_eq!(outcome, Outcome::Wait);
+    assert_eq!(responses[0].header("Connection"), None);
+}
+
+/// A response of `status` whose body is streamed.
+fn streamed_with_status(status: u16) -> Answer {
+    Answer {
+        status,
+        streamed: Some(VecDeque::from([b"x".to_vec()])),
+        ..Answer::default()
+    }
+}
+
+#[test]
+fn a_streamed_204_or_304_never_gets_transfer_encoding() {
+    let answers: [fn(&Seen) -> Answer; 2] =
+        [|_| streamed_with_status(204), |_| streamed_with_status(304)];
+    for answer in answers {
+        let mut h = Harness::new(answer);
+        let mut stream = get("/1");
+        stream.extend(get("/2"));
+        let (_, responses) = h.exchange(&stream, &[]);
+        assert_eq!(responses.len(), 2);
+        for r in &responses {
+            assert_eq!(r.header("Transfer-Encoding"), None, "{r:?}");
+            assert_eq!(r.header("Content-Length"), None, "{r:?}");
+            assert!(r.body.is_empty());
+        }
+    }
 }
