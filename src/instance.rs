@@ -302,8 +302,34 @@ fn run_preloader(config: InstanceConfig) -> i32 {
         log::fatal(&message);
         return ExitCode::AppLoadFailure.code();
     }
-    let code = Python::attach(|py| {
-        let app = match load(py, &config) {
+    preload_and_fork(&config, socket)
+}
+
+/// The preloader of an app object (`evserve.serve(app, workers=N)`): this process was
+/// forked by the launcher, which is its parent; `socket` is its end of their channel.
+pub fn run_object_preloader(config: InstanceConfig, socket: UnixDatagram) -> i32 {
+    std::env::set_var(contract::ENV_INSTANCE, "1");
+    if let Some(launcher) = rustix::process::getppid() {
+        std::env::set_var(
+            crate::preload::LAUNCHER_PID_VAR,
+            launcher.as_raw_nonzero().to_string(),
+        );
+    }
+    // Its own process group: a terminal's Ctrl-C reaches the launcher only.
+    let _ = rustix::process::setpgid(None, None);
+    if let Err(message) = prepare_process(&config) {
+        log::fatal(&message);
+        return ExitCode::Failure.code();
+    }
+    preload_and_fork(&config, socket)
+}
+
+/// The preloader's work once its process is set up: loads the app, freezes it, and answers
+/// fork requests on `socket`. Returns the preloader's exit code, or in a forked instance
+/// the instance's.
+pub fn preload_and_fork(config: &InstanceConfig, socket: UnixDatagram) -> i32 {
+    Python::attach(|py| {
+        let app = match load(py, config) {
             Ok(app) => app,
             Err(code) => return code,
         };
@@ -313,10 +339,9 @@ fn run_preloader(config: InstanceConfig) -> i32 {
         }
         match crate::preload::serve_fork_requests(py, socket) {
             crate::preload::Outcome::Exit(code) => code,
-            crate::preload::Outcome::Instance(forked) => serve_forked(py, &config, app, forked),
+            crate::preload::Outcome::Instance(forked) => serve_forked(py, config, app, forked),
         }
-    });
-    code
+    })
 }
 
 /// A forked instance: waits to be adopted by the launcher, then serves like any instance.

@@ -63,8 +63,13 @@ def serve(
     ValueError for a bad value (with the command line's message), and RuntimeError
     when the server cannot start or stops with an error (the log says why).
     Must be called from the main thread, once per process; afterwards SIGINT and
-    SIGTERM are Python's again. `workers` and `port_range` are not
-    available for an app object: use the `evserve` command with an import string.
+    SIGTERM are Python's again.
+
+    With `workers` or `port_range` this process becomes the launcher: it forks one
+    process that holds `app` (its memory is then shared copy-on-write) and the instances
+    are forked from that one. The forked processes run the `atexit` handlers when they
+    stop and never return from this call; only the caller does. A reload (SIGHUP)
+    replaces the instances with new forks of the same object.
     """
     options = {"host": host, "port": port, "workers": workers, **options}
     code = _evserve.serve(app, _flag_args(options, "serve()"))

@@ -55,6 +55,14 @@ pub struct Recipe {
 }
 
 impl Recipe {
+    /// A recipe for a launcher that starts nothing by exec (its instances are forked).
+    pub fn none() -> Recipe {
+        Recipe {
+            exe: std::path::PathBuf::new(),
+            args: Vec::new(),
+        }
+    }
+
     /// Starts instance `slot` on `listen` (moved to fd 3), with its control socket on fd 4.
     pub fn spawn(&self, slot: usize, role: Role, listen: OwnedFd) -> io::Result<Instance> {
         let (ours, theirs) = UnixDatagram::pair()?;
@@ -200,7 +208,7 @@ impl Instance {
 /// The status of an adopted process that has exited. Before the middle process of the
 /// preloader's double fork is gone, the instance is not yet the launcher's child: that
 /// reads as still running.
-fn reap_adopted(pid: u32) -> Option<ExitStatus> {
+pub(super) fn reap_adopted(pid: u32) -> Option<ExitStatus> {
     let pid = Pid::from_raw(i32::try_from(pid).ok()?)?;
     match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG) {
         Ok(Some((_, status))) => Some(ExitStatus::from_raw(status.as_raw())),

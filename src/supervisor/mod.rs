@@ -33,6 +33,7 @@ use control::ControlServer;
 use listeners::Listener;
 use nginx_proc::NginxProc;
 use policy::RestartHistory;
+pub use preloader::GivenPreloader;
 use preloader::Preloader;
 use reload::ReloadPlan;
 use signals::{Request, Signals};
@@ -49,8 +50,18 @@ const LAUNCHER_UPSTREAM_KEEPALIVE: u32 = 1024;
 
 /// Runs the launcher in the foreground until it is stopped; returns the exit code.
 pub fn run(config: LauncherConfig) -> i32 {
+    run_with(config, None)
+}
+
+/// The launcher for an app object: `preloader` is the process this one forked, holding
+/// the object; every instance is forked from it (see `preloader::GivenPreloader`).
+pub fn run_with_preloader(config: LauncherConfig, preloader: preloader::GivenPreloader) -> i32 {
+    run_with(config, Some(preloader))
+}
+
+fn run_with(config: LauncherConfig, given: Option<preloader::GivenPreloader>) -> i32 {
     crate::proctitle::prepare();
-    match Launcher::start(config) {
+    match Launcher::start(config, given) {
         Ok(mut launcher) => {
             crate::proctitle::set(
                 &format!(
@@ -127,6 +138,9 @@ struct Launcher {
     nginx: Option<NginxProc>,
     /// `--preload`: the process the instances are forked from.
     preloader: Option<Preloader>,
+    /// The preloader holds an app object: it cannot be started again, and a reload forks
+    /// the instances from it again.
+    preloader_fixed: bool,
     /// Preloaders replaced by a reload, until they have exited.
     retired_preloaders: Vec<Preloader>,
     /// Set once the "ready" line was printed.
@@ -170,8 +184,15 @@ fn write_nginx_config(
 }
 
 impl Launcher {
-    fn start(config: LauncherConfig) -> Result<Launcher, StartError> {
-        let recipe = child::recipe(&config.relaunch).map_err(|e| (1, e))?;
+    fn start(
+        config: LauncherConfig,
+        given: Option<preloader::GivenPreloader>,
+    ) -> Result<Launcher, StartError> {
+        let recipe = match given {
+            // Nothing is started by exec: the instances are forked from the given process.
+            Some(_) => Recipe::none(),
+            None => child::recipe(&config.relaunch).map_err(|e| (1, e))?,
+        };
         let nginx_setup = match &config.nginx_conf {
             Some(path) => Some(nginx_proc::Setup::new(&config, path).map_err(|e| (2, e))?),
             None => None,
@@ -208,6 +229,7 @@ impl Launcher {
             reload: ReloadPlan::default(),
             nginx,
             preloader: None,
+            preloader_fixed: false,
             retired_preloaders: Vec::new(),
             announced: false,
             started: Instant::now(),
@@ -229,8 +251,10 @@ impl Launcher {
             launcher.where_text(),
             launcher.control.path.display()
         ));
-        if launcher.config.preload {
-            launcher.start_preloader()?;
+        match given {
+            Some(given) => launcher.adopt_preloader(given)?,
+            None if launcher.config.preload => launcher.start_preloader()?,
+            None => {}
         }
         // The others follow once it is ready (see `respawn`).
         launcher.spawn(0, Role::Serving);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use command_fds::{CommandFdExt, FdMapping};
 use rustix::process::Signal;
 
-use super::child::{describe_exit, Instance, Recipe, Role};
+use super::child::{describe_exit, reap_adopted, Instance, Recipe, Role};
 use super::Launcher;
 use crate::{log, preload};
 
@@ -31,8 +31,16 @@ fn is_wait_over(e: &io::Error) -> bool {
     )
 }
 
+/// A preloader this process forked itself (for an app object): its pid and the launcher's
+/// end of its socket.
+pub struct GivenPreloader {
+    pub pid: u32,
+    pub socket: UnixDatagram,
+}
+
 pub struct Preloader {
-    child: Child,
+    /// `None` for a preloader this process forked (reaped by pid).
+    child: Option<Child>,
     pub pid: u32,
     socket: UnixDatagram,
     stopped: bool,
@@ -57,16 +65,31 @@ impl Preloader {
             .spawn()
             .map_err(|e| (1, format!("cannot start the preloader: {e}")))?;
         drop(cmd);
-        let mut preloader = Preloader {
+        let preloader = Preloader {
             pid: child.id(),
-            child,
+            child: Some(child),
             socket: ours,
             stopped: false,
         };
-        match preloader.wait_ready(wait) {
-            Ok(()) => Ok(preloader),
+        preloader.until_ready(wait)
+    }
+
+    /// Takes on a preloader this process forked, once it says it is ready.
+    pub fn adopt(given: GivenPreloader, wait: Duration) -> Result<Preloader, (i32, String)> {
+        let preloader = Preloader {
+            pid: given.pid,
+            child: None,
+            socket: given.socket,
+            stopped: false,
+        };
+        preloader.until_ready(wait)
+    }
+
+    fn until_ready(mut self, wait: Duration) -> Result<Preloader, (i32, String)> {
+        match self.wait_ready(wait) {
+            Ok(()) => Ok(self),
             Err(e) => {
-                preloader.kill();
+                self.kill();
                 Err(e)
             }
         }
@@ -82,7 +105,7 @@ impl Preloader {
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
                 Err(e) => return Err((1, format!("preloader socket: {e}"))),
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Some(status) = self.try_exit() {
                 return Err(match status.code() {
                     Some(EXIT_IMPORT_ERROR) => (
                         EXIT_IMPORT_ERROR,
@@ -167,7 +190,16 @@ impl Preloader {
     fn kill(&mut self) {
         self.stopped = true;
         self.signal(Signal::KILL);
-        let _ = self.child.wait();
+        match &mut self.child {
+            Some(child) => {
+                let _ = child.wait();
+            }
+            None => {
+                if let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) {
+                    let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+                }
+            }
+        }
     }
 
     fn signal(&self, signal: Signal) {
@@ -183,7 +215,10 @@ impl Preloader {
 
     /// The exit status once it has exited (reaps it).
     pub fn try_exit(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
+        match &mut self.child {
+            Some(child) => child.try_wait().ok().flatten(),
+            None => reap_adopted(self.pid),
+        }
     }
 }
 
@@ -203,6 +238,21 @@ impl Launcher {
         Ok(())
     }
 
+    /// An app object's preloader, forked by this process before the launcher started.
+    pub(super) fn adopt_preloader(&mut self, given: GivenPreloader) -> Result<(), (i32, String)> {
+        rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+            .map_err(|e| (1, format!("cannot adopt forked instances: {e}")))?;
+        let preloader = Preloader::adopt(given, self.config.timeout)?;
+        log::info(&format!(
+            "preloader (pid {}) holds {}; instances are forked from it",
+            preloader.pid, self.config.instance.app.text
+        ));
+        self.preloader = Some(preloader);
+        self.preloader_fixed = true;
+        self.config.preload = true;
+        Ok(())
+    }
+
     /// The instance forked by the preloader, which is started again first if it has gone.
     pub(super) fn fork_instance(
         &mut self,
@@ -210,6 +260,11 @@ impl Launcher {
         role: Role,
         fd: OwnedFd,
     ) -> io::Result<Instance> {
+        if self.preloader.is_none() && self.preloader_fixed {
+            return Err(io::Error::other(
+                "the preloader holding the app object has exited: no instance can be forked",
+            ));
+        }
         if self.preloader.is_none() {
             let preloader = Preloader::start(&self.recipe, self.config.timeout)
                 .map_err(|(_, message)| io::Error::other(message))?;
@@ -225,6 +280,10 @@ impl Launcher {
     /// Reload: a new preloader imports the new code; the old one is retired. False when
     /// the new code does not import (nothing changes then).
     pub(super) fn replace_preloader(&mut self) -> bool {
+        if self.preloader_fixed {
+            log::info("reload: the instances are forked again from the app object");
+            return true;
+        }
         match Preloader::start(&self.recipe, self.config.timeout) {
             Ok(new) => {
                 log::info(&format!(

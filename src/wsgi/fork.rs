@@ -42,3 +42,19 @@ pub fn exit_now(py: Python<'_>, code: i32) -> ! {
         .and_then(|os| os.call_method1("_exit", (code,)));
     std::process::abort()
 }
+
+/// Ends a forked process without returning to the Python code that forked it: runs the
+/// `atexit` handlers (the app's included), flushes stdout and stderr, then `os._exit(code)`.
+pub fn exit_after_atexit(py: Python<'_>, code: i32) -> ! {
+    let _ = py
+        .import("atexit")
+        .and_then(|atexit| atexit.call_method0("_run_exitfuncs"));
+    if let Ok(sys) = py.import("sys") {
+        for stream in ["stdout", "stderr"] {
+            let _ = sys
+                .getattr(stream)
+                .and_then(|s| s.call_method0("flush"));
+        }
+    }
+    exit_now(py, code)
+}

@@ -6,6 +6,7 @@
 //! nothing here exits the process, so Python finalizes normally afterwards.
 
 use std::ffi::OsString;
+use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -13,9 +14,10 @@ use std::sync::Mutex;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
-use super::interpreter;
-use crate::config::Mode;
-use crate::{cli, entry, instance, log};
+use super::{fork, interpreter};
+use crate::config::{LauncherConfig, Mode};
+use crate::contract::ExitCode;
+use crate::{cli, entry, instance, log, supervisor};
 
 /// Set by the first `serve`: the stop-signal handlers are installed once per process, so
 /// a second server in the same process could not be stopped gracefully.
@@ -75,15 +77,9 @@ fn serve(py: Python<'_>, app: Bound<'_, PyAny>, argv: Vec<OsString>) -> PyResult
             app.get_type().name()?
         )));
     }
-    let config = match entry::object_mode(argv, &describe(&app)) {
+    let mode = match entry::object_mode(argv, &describe(&app)) {
         Err(message) => return Err(PyValueError::new_err(message)),
-        Ok(Mode::Instance(config)) => config,
-        Ok(Mode::Launcher(_)) => {
-            return Err(PyValueError::new_err(
-                "workers and port_range start instances that import the app themselves: \
-                 run `evserve --workers N module:app` (or --port-range) instead",
-            ))
-        }
+        Ok(mode) => mode,
     };
     if SERVED.swap(true, Ordering::SeqCst) {
         return Err(PyRuntimeError::new_err(
@@ -92,12 +88,54 @@ fn serve(py: Python<'_>, app: Bound<'_, PyAny>, argv: Vec<OsString>) -> PyResult
     }
     let python_handlers = interpreter::prepare(py).map_err(PyRuntimeError::new_err)?;
     *given_slot() = Some(app.unbind());
-    let code = py.detach(|| instance::run(*config));
+    let code = match mode {
+        Mode::Instance(config) => py.detach(|| instance::run(*config)),
+        Mode::Launcher(config) => serve_with_launcher(py, *config),
+    };
     // The caller goes on: stop signals are Python's again and end nothing by themselves.
     instance::stand_down_watchdog();
     python_handlers.restore(py);
     given_slot().take();
     Ok(code)
+}
+
+/// Several instances of an app object: this process forks the preloader, which holds the
+/// object and forks the instances, then runs the launcher. The forked processes never
+/// return to the caller's code: they run the `atexit` handlers and exit.
+fn serve_with_launcher(py: Python<'_>, config: LauncherConfig) -> i32 {
+    let threads = fork::other_threads(py);
+    if threads > 0 {
+        log::fatal(&format!(
+            "cannot fork the instances: {} running in this process",
+            log::count(threads, "other thread is", "other threads are")
+        ));
+        return ExitCode::Failure.code();
+    }
+    let (ours, theirs) = match UnixDatagram::pair() {
+        Ok(pair) => pair,
+        Err(e) => {
+            log::fatal(&format!("cannot create the preloader's socket: {e}"));
+            return ExitCode::Failure.code();
+        }
+    };
+    let pid = match fork::fork(py) {
+        Ok(pid) => pid,
+        Err(message) => {
+            log::fatal(&message);
+            return ExitCode::Failure.code();
+        }
+    };
+    if pid == 0 {
+        drop(ours);
+        let code = instance::run_object_preloader(config.instance, theirs);
+        fork::exit_after_atexit(py, code)
+    }
+    drop(theirs);
+    let given = supervisor::GivenPreloader {
+        pid: pid.unsigned_abs(),
+        socket: ours,
+    };
+    py.detach(|| supervisor::run_with_preloader(config, given))
 }
 
 /// `(name, takes_value, repeatable)` for every server flag, as `--name` without dashes.

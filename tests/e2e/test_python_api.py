@@ -102,3 +102,39 @@ def test_serve_outside_the_main_thread_is_refused(tmp_path):
     code, text = finish(proc, out)
     assert code == 0, text
     assert "refused: evserve must run in the main thread" in text, text
+
+
+def test_serve_with_workers_forks_the_instances_from_the_app_object(tmp_path):
+    # serve(app, workers=N) used to refuse: an app object cannot be imported again by an
+    # instance. The instances are forked from a process holding the object.
+    port = free_port()
+    proc, out = start(tmp_path, f"""
+        import atexit, os, evserve
+        from probe import application
+        atexit.register(lambda: print("atexit in", os.getpid(), flush=True))
+        print("caller", os.getpid(), flush=True)
+        result = evserve.serve(application, port={port}, workers=2)
+        print("serve returned", result, "in", os.getpid(), flush=True)
+    """)
+    wait_for(lambda: is_listening(port) or proc.poll() is not None, 15, message="serve() to listen")
+    for _ in range(50):
+        with Conn(port) as c:
+            c.send(get("/"))
+            assert c.read_response().body == b"probe"
+    wait_for(lambda: "ready: 2 instances" in open(tmp_path / "out.log").read(), 15,
+             message="both instances")  # fmt: skip
+    proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "reload: done" in open(tmp_path / "out.log").read(), 15, message="the reload")
+    with Conn(port) as c:
+        c.send(get("/"))
+        assert c.read_response().body == b"probe"
+    proc.send_signal(signal.SIGTERM)
+    code, text = finish(proc, out)
+    assert code == 0, text
+    caller = text.split("caller ", 1)[1].split()[0]
+    # Only the caller goes on after serve(); each instance ran the atexit handlers and ended.
+    assert text.count("serve returned None") == 1, text
+    assert f"serve returned None in {caller}" in text, text
+    instances = {line.split()[-1] for line in text.splitlines() if line.startswith("atexit in ")}
+    instances.discard(caller)
+    assert len(instances) >= 4, text  # two at start, two after the reload
