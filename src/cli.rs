@@ -102,7 +102,7 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
-    /// The launcher's control socket (default: the one a launcher in this directory uses).
+    /// The launcher's control socket (default: every launcher started in this directory).
     #[arg(long, value_name = "PATH")]
     pub control_socket: Option<PathBuf>,
 }

@@ -196,7 +196,8 @@ impl Launcher {
         };
         let signals =
             Signals::install().map_err(|e| (1, format!("cannot install signal handlers: {e}")))?;
-        let control = ControlServer::bind(config.control_socket.as_deref()).map_err(|e| (1, e))?;
+        let control = ControlServer::bind(config.control_socket.as_deref(), &where_text(&config))
+            .map_err(|e| (1, e))?;
         let sockets = bind_sockets(&config).map_err(|e| (1, e))?;
         let slots: Vec<Slot> = match config.ports {
             Some(_) => (0..sockets.len()).map(Slot::new).collect(),

@@ -1029,3 +1029,41 @@ def test_timeout_kills_and_clean_exits_never_use_up_max_restarts(launcher_start)
     assert "not restarting it" not in p.output(), p.output()
     assert p.proc.poll() is None, p.output()
 
+
+def launcher_status_here(cwd):
+    return subprocess.run(
+        [str(EVSERVE), "status"], cwd=cwd, capture_output=True, text=True, timeout=10
+    )
+
+
+def test_two_launchers_in_one_directory_run_side_by_side_and_status_finds_each(
+    launcher_start, tmp_path
+):
+    # Bug: the default control socket depended on the working directory only, so a second
+    # launcher started there on other ports was refused ("another launcher is running").
+    ports = launcher_free_ports(2)
+    first = launcher_start("--port-range", f"{ports[0]}-{ports[0]}", APPS / "launcher_app.py:app")
+    first.wait_ready()
+    second = launcher_start("--workers", "1", "--port", ports[1], APPS / "timeout_app.py:app")
+    second.wait_ready()
+    assert launcher_get(ports[0])[0] == 200 and launcher_get(ports[1])[0] == 200
+    both = launcher_status_here(tmp_path)
+    assert both.returncode == 0, both.stderr
+    headlines = [line for line in both.stdout.splitlines() if line.startswith("evserve launcher pid")]
+    assert len(headlines) == 2, both.stdout
+    assert any(f"{ports[0]}-{ports[0]}" in h for h in headlines), both.stdout
+    assert any(f":{ports[1]}, shared" in h for h in headlines), both.stdout
+    assert both.stdout.count("--control-socket ") == 2, both.stdout
+    for sock in re.findall(r"--control-socket (\S+)\)", both.stdout):
+        assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600, sock
+    # One left: its report alone, as before.
+    assert first.stop() == 0
+    one = launcher_status_here(tmp_path)
+    assert one.returncode == 0, one.stderr
+    assert one.stdout.startswith(f"evserve launcher pid {second.proc.pid}:"), one.stdout
+    assert "--control-socket" not in one.stdout, one.stdout
+    # None left: a one-line error.
+    assert second.stop() == 0
+    none = launcher_status_here(tmp_path)
+    assert none.returncode == 1 and none.stdout == "", none
+    assert none.stderr.count("\n") == 1 and "no launcher started in this directory" in none.stderr, none.stderr
