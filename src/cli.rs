@@ -102,7 +102,7 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
-    /// The launcher's control socket (default: the one a launcher in this directory uses).
+    /// The launcher's control socket (default: every launcher started in this directory).
     #[arg(long, value_name = "PATH")]
     pub control_socket: Option<PathBuf>,
 }
@@ -192,7 +192,7 @@ pub struct ServeArgs {
     /// Launcher: one instance per port in FIRST-LAST, each on its own port.
     #[arg(long, value_name = "FIRST-LAST", conflicts_with_all = ["workers", "bind"])]
     pub port_range: Option<String>,
-    /// Launcher: N instances sharing one listening socket.
+    /// Launcher: N instances sharing one listening socket (at most 256).
     #[arg(long, short = 'w', value_name = "N")]
     pub workers: Option<u32>,
     /// Launcher: restarts of one instance allowed within --restart-window.
@@ -243,6 +243,10 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("'{text}' is too large"))
 }
 
+/// Most instances one launcher runs: as many as the widest `--port-range`, so `--workers`
+/// and `--port-range` allow the same number.
+pub const MAX_INSTANCES: u32 = 256;
+
 /// Parses `FIRST-LAST` into an inclusive, non-empty port range.
 pub fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
     let bad = || format!("'{text}' is not a port range like 8001-8004");
@@ -252,8 +256,8 @@ pub fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
     if first == 0 || last < first {
         return Err(bad());
     }
-    if last - first >= 256 {
-        return Err(format!("'{text}' spans more than 256 ports"));
+    if u32::from(last - first) >= MAX_INSTANCES {
+        return Err(format!("'{text}' spans more than {MAX_INSTANCES} ports"));
     }
     Ok((first, last))
 }
@@ -408,8 +412,14 @@ impl ServeArgs {
             }
             return Ok(Mode::Instance(Box::new(instance)));
         }
-        if let Some(0) = self.workers {
-            return Err("--workers must be at least 1".into());
+        match self.workers {
+            Some(0) => return Err("--workers must be at least 1".into()),
+            Some(n) if n > MAX_INSTANCES => {
+                return Err(format!(
+                    "--workers {n} is too many: at most {MAX_INSTANCES} instances per launcher"
+                ))
+            }
+            _ => {}
         }
         let listen = match &self.listen {
             Some(l) => Some(parse_host_port(l).map_err(|e| format!("--listen: {e}"))?),

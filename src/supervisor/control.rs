@@ -14,23 +14,62 @@ use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::cli::StatusArgs;
 
-/// The control socket a launcher started in the current directory uses, unless
-/// `--control-socket` says otherwise: `$XDG_RUNTIME_DIR/evserve/` or `/tmp/evserve-UID/`,
-/// named after a hash of the working directory.
-pub fn default_path() -> Result<PathBuf, String> {
-    let cwd =
-        std::env::current_dir().map_err(|e| format!("cannot read the working directory: {e}"))?;
-    let dir = match std::env::var_os("XDG_RUNTIME_DIR") {
+/// The control socket a launcher started in the current directory on `addresses` (its
+/// listening addresses, as the log shows them) uses unless `--control-socket` says
+/// otherwise: `$XDG_RUNTIME_DIR/evserve/` or `/tmp/evserve-UID/`, named after a hash of
+/// the working directory and one of the addresses, so launchers side by side in one
+/// directory each have their own.
+pub fn default_path(addresses: &str) -> Result<PathBuf, String> {
+    Ok(default_dir().join(format!(
+        "{}{:016x}.sock",
+        name_prefix_here()?,
+        fnv1a(addresses.as_bytes())
+    )))
+}
+
+/// Where default control sockets live.
+fn default_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(runtime) if Path::new(&runtime).is_dir() => Path::new(&runtime).join("evserve"),
         _ => PathBuf::from(format!(
             "/tmp/evserve-{}",
             rustix::process::getuid().as_raw()
         )),
-    };
-    Ok(dir.join(format!(
-        "launcher-{:016x}.sock",
+    }
+}
+
+/// `launcher-<hash of the working directory>-`: how the default control sockets of the
+/// launchers started here begin.
+fn name_prefix_here() -> Result<String, String> {
+    let cwd =
+        std::env::current_dir().map_err(|e| format!("cannot read the working directory: {e}"))?;
+    Ok(format!(
+        "launcher-{:016x}-",
         fnv1a(cwd.as_os_str().as_encoded_bytes())
-    )))
+    ))
+}
+
+/// The default control sockets of the launchers started in the current directory (some
+/// may be left over from a launcher that was killed), sorted.
+fn default_paths_here() -> Result<Vec<PathBuf>, String> {
+    let prefix = name_prefix_here()?;
+    let dir = default_dir();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("cannot read {}: {e}", dir.display())),
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with(&prefix) && name.ends_with(".sock"))
+        })
+        .collect();
+    paths.sort();
+    Ok(paths)
 }
 
 /// FNV-1a: a stable hash (the std hasher may change between Rust versions).
@@ -68,13 +107,13 @@ pub struct ControlServer {
 }
 
 impl ControlServer {
-    /// Binds `path` (or the default path) with mode 0600. Refuses when a launcher already
-    /// answers there.
-    pub fn bind(path: Option<&Path>) -> Result<ControlServer, String> {
+    /// Binds `path` (or the default path for `addresses`) with mode 0600. Refuses when a
+    /// launcher already answers there.
+    pub fn bind(path: Option<&Path>, addresses: &str) -> Result<ControlServer, String> {
         let path = match path {
             Some(p) => p.to_path_buf(),
             None => {
-                let p = default_path()?;
+                let p = default_path(addresses)?;
                 if let Some(dir) = p.parent() {
                     prepare_private_dir(dir)?;
                 }
@@ -127,36 +166,66 @@ impl Drop for ControlServer {
     }
 }
 
-/// `evserve status`: prints the report of the launcher behind the control socket.
+/// `evserve status`: prints the report of the launcher behind the control socket, or of
+/// each launcher started in the current directory.
 pub fn status_command(args: &StatusArgs) -> i32 {
-    let path = match &args.control_socket {
-        Some(p) => p.clone(),
-        None => match default_path() {
-            Ok(p) => p,
-            Err(e) => {
-                crate::log::fatal(&e);
-                return 1;
+    if let Some(path) = &args.control_socket {
+        return match read_report(path) {
+            Ok(report) => {
+                print!("{report}");
+                0
             }
-        },
-    };
-    let mut stream = match UnixStream::connect(&path) {
-        Ok(s) => s,
+            Err(e) => {
+                crate::log::fatal(&format!("{e}; is the launcher running?"));
+                1
+            }
+        };
+    }
+    let paths = match default_paths_here() {
+        Ok(paths) => paths,
         Err(e) => {
-            crate::log::fatal(&format!(
-                "no launcher answers on {} ({e}); start one in this directory or give --control-socket",
-                path.display()
-            ));
+            crate::log::fatal(&e);
             return 1;
         }
     };
+    // Files of killed launchers answer nobody: they are skipped.
+    let reports: Vec<(PathBuf, String)> = paths
+        .into_iter()
+        .filter_map(|path| read_report(&path).ok().map(|report| (path, report)))
+        .collect();
+    match reports.as_slice() {
+        [] => {
+            crate::log::fatal(&format!(
+                "no launcher started in this directory answers (looked for {}/{}*.sock); \
+                 start one here or give --control-socket",
+                default_dir().display(),
+                name_prefix_here().unwrap_or_default()
+            ));
+            1
+        }
+        [(_, report)] => {
+            print!("{report}");
+            0
+        }
+        several => {
+            for (path, report) in several {
+                println!("{report}(--control-socket {})\n", path.display());
+            }
+            0
+        }
+    }
+}
+
+/// The report of the launcher on control socket `path`.
+fn read_report(path: &Path) -> Result<String, String> {
+    let mut stream = UnixStream::connect(path)
+        .map_err(|e| format!("no launcher answers on {} ({e})", path.display()))?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let mut report = String::new();
-    if let Err(e) = stream.read_to_string(&mut report) {
-        crate::log::fatal(&format!("reading from {}: {e}", path.display()));
-        return 1;
-    }
-    print!("{report}");
-    0
+    stream
+        .read_to_string(&mut report)
+        .map_err(|e| format!("reading from {}: {e}", path.display()))?;
+    Ok(report)
 }
 
 /// Resident memory of a process in bytes, from /proc/PID/statm.
@@ -202,8 +271,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_path_is_deterministic() {
-        assert_eq!(default_path().unwrap(), default_path().unwrap());
+    fn default_paths_of_launchers_on_other_addresses_differ() {
+        // Bug: the default depended on the working directory only, so a second launcher
+        // started there (another app, other ports) was refused.
+        let first = default_path("127.0.0.1:8001-8004").unwrap();
+        assert_eq!(first, default_path("127.0.0.1:8001-8004").unwrap());
+        assert_ne!(first, default_path("127.0.0.1:9001-9004").unwrap());
+        let prefix = name_prefix_here().unwrap();
+        let name = first.file_name().unwrap().to_str().unwrap();
+        assert!(name.starts_with(&prefix), "{name} {prefix}");
         assert_ne!(fnv1a(b"/a"), fnv1a(b"/b"));
     }
 
@@ -225,11 +301,11 @@ mod tests {
     fn control_socket_is_owner_only_and_answers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.sock");
-        let server = ControlServer::bind(Some(&path)).unwrap();
+        let server = ControlServer::bind(Some(&path), "a").unwrap();
         let mode = std::fs::metadata(&path).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert!(
-            ControlServer::bind(Some(&path)).is_err(),
+            ControlServer::bind(Some(&path), "a").is_err(),
             "second launcher allowed"
         );
         let mut client = UnixStream::connect(&path).unwrap();

@@ -7,9 +7,9 @@
 use std::time::Instant;
 
 use super::child::{describe_exit, Instance, Role};
-use super::policy::{overdue, Deadlines, Overdue, RestartPolicy, Verdict};
+use super::policy::{overdue, Deadlines, Decision, Ending, Overdue, RestartPolicy, Verdict};
 use super::reload::ReloadPlan;
-use super::{Launcher, Phase, DRAIN_MARGIN};
+use super::{Launcher, Phase, DRAIN_MARGIN, SPAWNS_PER_TURN};
 use crate::contract::ExitCode;
 use crate::log;
 
@@ -68,22 +68,38 @@ impl Launcher {
                 Phase::Stopping { .. } => {}
                 Phase::Starting => self.on_exit_at_start(&inst, what, import_error),
                 Phase::Running => {
-                    if slot >= self.slots.len() {
-                        return;
+                    if slot < self.slots.len() {
+                        let (ending, why) = self.ending_of(&inst, status, what, import_error);
+                        self.count_exit(slot, ending, &format!("pid {}: {why}", inst.pid));
                     }
-                    let why = if inst.hung {
-                        format!(
-                            "was stuck in a request for {}s and was killed",
-                            self.config.timeout.as_secs()
-                        )
-                    } else if import_error {
-                        format!("{what}: the app fails to import")
-                    } else {
-                        what
-                    };
-                    self.count_failure(slot, &format!("pid {}: {why}", inst.pid));
                 }
             },
+        }
+    }
+
+    /// How a serving instance ended, and the words for it.
+    fn ending_of(
+        &self,
+        inst: &Instance,
+        status: std::process::ExitStatus,
+        what: String,
+        import_error: bool,
+    ) -> (Ending, String) {
+        if inst.hung && inst.ready {
+            let timeout = self.config.timeout.as_secs();
+            let why = format!("was stuck in a request for {timeout}s and was killed (--timeout)");
+            (Ending::TimedOut, why)
+        } else if inst.hung {
+            (
+                Ending::Failed,
+                "did not become ready within --timeout".into(),
+            )
+        } else if import_error {
+            (Ending::Failed, format!("{what}: the app fails to import"))
+        } else if status.code() == Some(0) && inst.ready {
+            (Ending::Clean, what)
+        } else {
+            (Ending::Failed, what)
         }
     }
 
@@ -116,17 +132,25 @@ impl Launcher {
         );
     }
 
-    /// Records an unexpected exit of `slot`'s instance; gives the slot up past the limit.
-    pub(super) fn count_failure(&mut self, slot: usize, why: &str) {
+    /// Records the end of `slot`'s instance: replaces it, or counts a failure and gives the
+    /// slot up past the limit.
+    pub(super) fn count_exit(&mut self, slot: usize, ending: Ending, why: &str) {
         let policy = self.restart_policy();
         let window = policy.window.as_secs();
         let max = policy.max_restarts;
         let port = self.slot_port(slot);
-        match self.slots[slot].history.on_failure(policy, Instant::now()) {
-            Verdict::Restart { nth } => log::warn(&format!(
+        match self.slots[slot].history.on_exit(ending, policy, Instant::now()) {
+            Decision::Replace => log::warn(&format!(
+                "instance {slot} (port {port}, {why}); starting a new one ({} never counts toward --max-restarts)",
+                match ending {
+                    Ending::TimedOut => "a --timeout kill",
+                    _ => "a clean exit",
+                }
+            )),
+            Decision::Counted(Verdict::Restart { nth }) => log::warn(&format!(
                 "instance {slot} (port {port}, {why}); restarting it ({nth} of {max} restarts within {window}s)"
             )),
-            Verdict::GiveUp { restarts } => {
+            Decision::Counted(Verdict::GiveUp { restarts }) => {
                 self.slots[slot].given_up = true;
                 log::error(&format!(
                     "instance {slot} (port {port}, {why}); it was restarted {} within {window}s \
@@ -220,12 +244,14 @@ impl Launcher {
         }
     }
 
-    /// Starts an instance for every slot that has none (and is not given up). At start,
-    /// instance 0 imports the app alone and the others follow once it is ready: an app that
-    /// fails to import shows one traceback, not one per instance, and stops the launcher.
-    pub(super) fn respawn(&mut self) {
+    /// Starts an instance for every slot that has none (and is not given up), at most
+    /// `SPAWNS_PER_TURN` per call so the loop reads signals between them; returns whether
+    /// slots are still waiting for one. At start, instance 0 imports the app alone and the
+    /// others follow once it is ready: an app that fails to import shows one traceback, not
+    /// one per instance, and stops the launcher.
+    pub(super) fn respawn(&mut self) -> bool {
         if matches!(self.phase, Phase::Stopping { .. }) {
-            return;
+            return false;
         }
         let first_ready = self.instances.iter().any(|i| i.slot == 0 && i.ready);
         let slots = if self.phase == Phase::Starting && !first_ready {
@@ -233,17 +259,24 @@ impl Launcher {
         } else {
             self.slots.len()
         };
+        let mut spawned = 0;
         for slot in 0..slots {
-            if self.slots[slot].given_up {
+            if self.slots[slot].given_up || self.is_covered(slot) {
                 continue;
             }
-            let covered = self
-                .instances
-                .iter()
-                .any(|i| i.slot == slot && matches!(i.role, Role::Serving | Role::Replacing));
-            if !covered {
-                self.spawn(slot, Role::Serving);
+            if spawned == SPAWNS_PER_TURN {
+                return true;
             }
+            self.spawn(slot, Role::Serving);
+            spawned += 1;
         }
+        false
+    }
+
+    /// Whether `slot` has a process serving it or about to.
+    fn is_covered(&self, slot: usize) -> bool {
+        self.instances
+            .iter()
+            .any(|i| i.slot == slot && matches!(i.role, Role::Serving | Role::Replacing))
     }
 }

@@ -32,7 +32,7 @@ use child::{Instance, Recipe, Role};
 use control::ControlServer;
 use listeners::Listener;
 use nginx_proc::NginxProc;
-use policy::RestartHistory;
+use policy::{Ending, RestartHistory};
 pub use preloader::GivenPreloader;
 use preloader::Preloader;
 use reload::ReloadPlan;
@@ -40,6 +40,9 @@ use signals::{Request, Signals};
 
 /// Longest the loop sleeps: timers (heartbeats, drains, nginx) are checked at least this often.
 const TICK: Duration = Duration::from_millis(100);
+/// Most instances started in one loop turn: a stop signal during start-up is read after at
+/// most this many forks, not after all of them.
+const SPAWNS_PER_TURN: usize = 8;
 /// Extra time a draining instance gets beyond --graceful-timeout before SIGKILL.
 const DRAIN_MARGIN: Duration = Duration::from_secs(1);
 /// A second stop signal sooner than this after the first is the same stop, delivered twice.
@@ -164,6 +167,16 @@ fn bind_sockets(config: &LauncherConfig) -> Result<Vec<SocketEntry>, String> {
         .collect()
 }
 
+/// Where the instances listen: `127.0.0.1:8001-8004`, `127.0.0.1:8000, shared`,
+/// `unix:/run/app.sock, shared`.
+fn where_text(config: &LauncherConfig) -> String {
+    match (&config.instance.bind, config.ports) {
+        (BindAddr::Tcp(sa), Some((first, last))) => format!("{}:{first}-{last}", sa.ip()),
+        (BindAddr::Tcp(sa), None) => format!("{sa}, shared"),
+        (BindAddr::Unix(p), _) => format!("unix:{}, shared", p.display()),
+    }
+}
+
 /// Writes nginx's configuration for the instances on `sockets`.
 fn write_nginx_config(
     config: &LauncherConfig,
@@ -204,7 +217,8 @@ impl Launcher {
         };
         let signals =
             Signals::install().map_err(|e| (1, format!("cannot install signal handlers: {e}")))?;
-        let control = ControlServer::bind(config.control_socket.as_deref()).map_err(|e| (1, e))?;
+        let control = ControlServer::bind(config.control_socket.as_deref(), &where_text(&config))
+            .map_err(|e| (1, e))?;
         let sockets = bind_sockets(&config).map_err(|e| (1, e))?;
         let slots: Vec<Slot> = match config.ports {
             Some(_) => (0..sockets.len()).map(Slot::new).collect(),
@@ -271,13 +285,8 @@ impl Launcher {
         let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
     }
 
-    /// `127.0.0.1:8001-8004`, `127.0.0.1:8000`, `unix:/run/app.sock`.
     fn where_text(&self) -> String {
-        match (&self.config.instance.bind, self.config.ports) {
-            (BindAddr::Tcp(sa), Some((first, last))) => format!("{}:{first}-{last}", sa.ip()),
-            (BindAddr::Tcp(sa), None) => format!("{sa}, shared"),
-            (BindAddr::Unix(p), _) => format!("unix:{}, shared", p.display()),
-        }
+        where_text(&self.config)
     }
 
     fn slot_port(&self, slot: usize) -> String {
@@ -291,8 +300,11 @@ impl Launcher {
     }
 
     fn run_loop(&mut self) -> i32 {
+        let mut more_to_start = false;
         loop {
-            if let Err(e) = self.poll.poll(&mut self.events, Some(TICK)) {
+            // Slots still waiting for an instance: look for signals, then start the next ones.
+            let wait = if more_to_start { Duration::ZERO } else { TICK };
+            if let Err(e) = self.poll.poll(&mut self.events, Some(wait)) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     log::error(&format!("event loop: {e}"));
                     std::thread::sleep(TICK);
@@ -304,7 +316,7 @@ impl Launcher {
             self.read_control_messages();
             self.reap();
             self.check_deadlines();
-            self.respawn();
+            more_to_start = self.respawn();
             self.advance_reload();
             self.check_started();
             self.tend_nginx();
@@ -386,7 +398,7 @@ impl Launcher {
             Some(Ok(fd)) => fd,
             Some(Err(e)) => {
                 log::error(&format!("instance {slot}: cannot pass its socket: {e}"));
-                self.count_failure(slot, &format!("could not be started ({e})"));
+                self.count_exit(slot, Ending::Failed, &format!("could not be started ({e})"));
                 return;
             }
             None => return,
@@ -410,7 +422,7 @@ impl Launcher {
             }
             Err(e) => {
                 log::error(&format!("instance {slot}: cannot start a process: {e}"));
-                self.count_failure(slot, &format!("could not be started ({e})"));
+                self.count_exit(slot, Ending::Failed, &format!("could not be started ({e})"));
             }
         }
     }
@@ -517,6 +529,13 @@ impl Launcher {
 
     fn add_instance(&mut self) {
         if !self.may_resize("SIGTTIN") {
+            return;
+        }
+        if self.slots.len() >= crate::cli::MAX_INSTANCES as usize {
+            log::warn(&format!(
+                "SIGTTIN ignored: already {} instances, the most one launcher runs",
+                self.slots.len()
+            ));
             return;
         }
         self.slots.push(Slot::new(0));

@@ -1,5 +1,7 @@
 //! The launcher's decisions as pure functions of the time: when an instance counts as hung,
-//! when a crashing process is restarted or given up (instances and nginx alike).
+//! when a crashing process is restarted or given up (instances and nginx alike), and which
+//! endings count toward that limit: crash loops and boot failures do; a --timeout kill or a
+//! clean exit never does (the instance is always replaced).
 //!
 //! Never reads the clock, never signals or spawns anything: the caller passes `now` and
 //! acts on the answer, so every rule is unit-tested with made-up times.
@@ -85,6 +87,28 @@ pub enum Verdict {
     GiveUp { restarts: usize },
 }
 
+/// How a ready, serving instance ended, as far as `--max-restarts` cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// Killed by `--timeout` while stuck in a request: a request is at fault, not the app's
+    /// start-up; always replaced, never counted.
+    TimedOut,
+    /// Exited with code 0 (stopped on purpose, e.g. an operator's SIGTERM): always
+    /// restarted, never counted.
+    Clean,
+    /// Crashed, was killed by someone else, or exited non-zero: counted.
+    Failed,
+}
+
+/// What to do after an instance ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Start a new one; this ending does not count toward `--max-restarts`.
+    Replace,
+    /// A counted failure, and the restart limit's answer.
+    Counted(Verdict),
+}
+
 /// The restarts of one process (an instance slot, or nginx).
 #[derive(Clone, Debug, Default)]
 pub struct RestartHistory {
@@ -112,6 +136,17 @@ impl RestartHistory {
         self.total += 1;
         Verdict::Restart {
             nth: self.within_window.len(),
+        }
+    }
+
+    /// Decides on the end of an instance at `now`: only failures count toward the limit.
+    pub fn on_exit(&mut self, ending: Ending, policy: RestartPolicy, now: Instant) -> Decision {
+        match ending {
+            Ending::TimedOut | Ending::Clean => {
+                self.total += 1;
+                Decision::Replace
+            }
+            Ending::Failed => Decision::Counted(self.on_failure(policy, now)),
         }
     }
 
@@ -235,6 +270,46 @@ mod tests {
         assert!(matches!(h.on_failure(policy, t0), Verdict::GiveUp { .. }));
         h.forget_window();
         assert_eq!(h.on_failure(policy, t0), Verdict::Restart { nth: 1 });
+    }
+
+    #[test]
+    fn timeout_kills_never_count_toward_max_restarts() {
+        // Bug: two stuck requests with --max-restarts 1 gave the only instance up.
+        let policy = RestartPolicy {
+            max_restarts: 1,
+            window: 60 * S,
+        };
+        let t0 = Instant::now();
+        let mut h = RestartHistory::default();
+        for n in 0..10 {
+            assert_eq!(
+                h.on_exit(Ending::TimedOut, policy, t0 + n * S),
+                Decision::Replace
+            );
+        }
+        // The window is still empty: the first crash is restart 1 of 1.
+        assert_eq!(
+            h.on_exit(Ending::Failed, policy, t0 + 10 * S),
+            Decision::Counted(Verdict::Restart { nth: 1 })
+        );
+        assert_eq!(h.total, 11);
+    }
+
+    #[test]
+    fn clean_exits_never_count_toward_max_restarts() {
+        // Bug: an instance that exited 0 after an operator's SIGTERM used up a restart.
+        let policy = RestartPolicy {
+            max_restarts: 0,
+            window: 60 * S,
+        };
+        let t0 = Instant::now();
+        let mut h = RestartHistory::default();
+        assert_eq!(h.on_exit(Ending::Clean, policy, t0), Decision::Replace);
+        assert_eq!(h.on_exit(Ending::Clean, policy, t0), Decision::Replace);
+        assert_eq!(
+            h.on_exit(Ending::Failed, policy, t0),
+            Decision::Counted(Verdict::GiveUp { restarts: 0 })
+        );
     }
 
     #[test]

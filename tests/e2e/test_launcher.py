@@ -966,3 +966,104 @@ def test_timeout_counts_from_the_stuck_request_not_from_the_work_before_it(launc
     age = killed - second
     print(f"--timeout 2: the stuck request ran {age:.3f}s, {second - first:.3f}s after the first")
     assert 2.0 <= age <= 3.2, f"killed {age:.3f}s into the stuck request"
+
+
+def test_an_absurd_workers_count_is_refused_with_one_line_and_exit_2(launcher_start):
+    # Bug: --workers had no upper limit: --workers 100000 forked until the OOM killer came.
+    port = launcher_free_ports(1)[0]
+    p = launcher_start("--workers", "100000", "--port", port, APPS / "launcher_app.py:app")
+    code, out = p.wait_exit(10, "with --workers 100000")
+    assert code == 2, out
+    assert out.count("\n") == 0 and "--workers 100000 is too many: at most 256" in out, out
+    p = launcher_start("--workers", "257", "--port", port, APPS / "launcher_app.py:app")
+    assert p.wait_exit(10, "with --workers 257")[0] == 2
+
+
+def test_a_stop_signal_while_many_workers_start_is_acted_on_at_once(launcher_start):
+    # Bug: once instance 0 was ready, the launcher forked every other instance in one loop
+    # turn and read a SIGTERM only after the last one (3.8 s for --workers 150).
+    workers = 150
+    port = launcher_free_ports(1)[0]
+    p = launcher_start(
+        "--workers", workers, "--port", port, "--graceful-timeout", "5", APPS / "launcher_app.py:app"
+    )
+    p.wait_for(r"instance 1 starting", 30)
+    sent_at = time.monotonic()
+    p.proc.send_signal(signal.SIGTERM)
+    code, out = p.wait_exit(20, "after SIGTERM during start-up")
+    elapsed = time.monotonic() - sent_at
+    pids = [int(m) for m in re.findall(r"instance \d+ starting \(pid (\d+)", out)]
+    print(f"--workers {workers}: SIGTERM during start-up; {len(pids)} started, stopped in {elapsed:.1f}s")
+    assert code == 0, out
+    assert len(pids) < workers / 2, f"{len(pids)} instances started after the stop signal:\n{out}"
+    assert elapsed < 5 + 2, f"took {elapsed:.1f}s"
+    launcher_wait(lambda: not any(launcher_alive(pid) for pid in pids), 5, "no instance left behind")
+
+
+def test_timeout_kills_and_clean_exits_never_use_up_max_restarts(launcher_start):
+    # Bug: instances killed by --timeout (and instances that exited 0 after an operator's
+    # SIGTERM) counted toward --max-restarts: two stuck requests with --max-restarts 1 gave
+    # the only instance up, closed its socket and stopped the launcher.
+    port = launcher_free_ports(1)[0]
+    p = launcher_start(
+        "--workers", "1", "--port", port, "--timeout", "2", "--max-restarts", "0",
+        APPS / "launcher_app.py:app",
+    )
+    p.wait_ready()
+    for attempt in range(2):
+        sent_at = time.monotonic()
+        stuck = socket.create_connection(("127.0.0.1", port), timeout=10)
+        try:
+            stuck.sendall(b"GET /sleep?s=60 HTTP/1.1\r\nHost: t\r\n\r\n")
+            line = p.wait_for(r"instance 0 .*killed \(--timeout\)", 10, after=sent_at)[1]
+            assert "never counts toward --max-restarts" in line, line
+            p.wait_for(r"instance 0 ready", 10, after=sent_at)
+        finally:
+            stuck.close()
+    sent_at = time.monotonic()
+    os.kill(p.instance_pids()[0], signal.SIGTERM)
+    line = p.wait_for(r"instance 0 .*exited with code 0", 10, after=sent_at)[1]
+    assert "a clean exit never counts toward --max-restarts" in line, line
+    p.wait_for(r"instance 0 ready", 10, after=sent_at)
+    assert launcher_get(port)[0] == 200
+    assert "not restarting it" not in p.output(), p.output()
+    assert p.proc.poll() is None, p.output()
+
+
+def launcher_status_here(cwd):
+    return subprocess.run(
+        [str(EVSERVE), "status"], cwd=cwd, capture_output=True, text=True, timeout=10
+    )
+
+
+def test_two_launchers_in_one_directory_run_side_by_side_and_status_finds_each(
+    launcher_start, tmp_path
+):
+    # Bug: the default control socket depended on the working directory only, so a second
+    # launcher started there on other ports was refused ("another launcher is running").
+    ports = launcher_free_ports(2)
+    first = launcher_start("--port-range", f"{ports[0]}-{ports[0]}", APPS / "launcher_app.py:app")
+    first.wait_ready()
+    second = launcher_start("--workers", "1", "--port", ports[1], APPS / "timeout_app.py:app")
+    second.wait_ready()
+    assert launcher_get(ports[0])[0] == 200 and launcher_get(ports[1])[0] == 200
+    both = launcher_status_here(tmp_path)
+    assert both.returncode == 0, both.stderr
+    headlines = [line for line in both.stdout.splitlines() if line.startswith("evserve launcher pid")]
+    assert len(headlines) == 2, both.stdout
+    assert any(f"{ports[0]}-{ports[0]}" in h for h in headlines), both.stdout
+    assert any(f":{ports[1]}, shared" in h for h in headlines), both.stdout
+    assert both.stdout.count("--control-socket ") == 2, both.stdout
+    for sock in re.findall(r"--control-socket (\S+)\)", both.stdout):
+        assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600, sock
+    # One left: its report alone, as before.
+    assert first.stop() == 0
+    one = launcher_status_here(tmp_path)
+    assert one.returncode == 0, one.stderr
+    assert one.stdout.startswith(f"evserve launcher pid {second.proc.pid}:"), one.stdout
+    assert "--control-socket" not in one.stdout, one.stdout
+    # None left: a one-line error.
+    assert second.stop() == 0
+    none = launcher_status_here(tmp_path)
+    assert none.returncode == 1 and none.stdout == "", none
+    assert none.stderr.count("\n") == 1 and "no launcher started in this directory" in none.stderr, none.stderr
