@@ -52,6 +52,10 @@ export EVSERVE_BIN="$PWD/.venv-test/bin/evserve"
 step "cargo test"
 cargo test --locked
 
+step "cargo fmt --check, cargo clippy -D warnings"
+cargo fmt --check
+cargo clippy --all-targets --locked -- -D warnings
+
 step "pytest tests/e2e"
 .venv-test/bin/python -m pytest tests/e2e -p no:cacheprovider -rfEs "$@"
 

@@ -17,6 +17,8 @@ pub const CONTROL_FD_INDEX: usize = (CONTROL_FD - LISTEN_FD) as usize;
 
 /// Set to `1` by the launcher in the environment of the instances it starts.
 pub const ENV_INSTANCE: &str = "EVSERVE_INSTANCE";
+/// The launcher's pid, so a process it started can tell whether it has already gone.
+pub const ENV_LAUNCHER_PID: &str = "EVSERVE_LAUNCHER_PID";
 /// The instance number (slot) the launcher started the process for.
 pub const ENV_INSTANCE_ID: &str = "EVSERVE_INSTANCE_ID";
 /// systemd's socket-activation variables: the launcher sets the first, removes the others.
@@ -34,6 +36,11 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
 /// Whether this process was started by the launcher as one of its instances.
 pub fn under_launcher() -> bool {
     std::env::var_os(ENV_INSTANCE).is_some_and(|v| v == "1")
+}
+
+/// The launcher's pid, as it gave it to this process.
+pub fn launcher_pid() -> Option<u32> {
+    std::env::var(ENV_LAUNCHER_PID).ok()?.parse().ok()
 }
 
 /// The instance number the launcher gave this process, if it did.

@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use crate::config::{self, AppSpec, Mode};
-use crate::{cli, instance, log, nginx, supervisor};
+use crate::{cli, instance, log, nginx, supervisor, wsgi};
 
 /// The whole command line: `args` without the program name; `python` is the interpreter
 /// this runs in, which the launcher starts its instances with.
@@ -43,6 +43,7 @@ pub fn run(mode: Mode, relaunch: config::Relaunch) -> i32 {
         Mode::Launcher(config) if instance::under_launcher() => instance::run(config.instance),
         Mode::Launcher(mut config) => {
             config.relaunch = relaunch;
+            wsgi::title::set(&supervisor::title(&config), "evserve-launch");
             supervisor::run(*config)
         }
     }

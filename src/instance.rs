@@ -72,12 +72,12 @@ fn set_title(app: &str, bound: &Listening) {
             } else {
                 format!(":{}", bound.server_port)
             };
-            crate::proctitle::set(
+            wsgi::title::set(
                 &format!("evserve: instance {id} {app} {place}"),
                 &format!("evserve-inst-{id}"),
             );
         }
-        _ => crate::proctitle::set(
+        _ => wsgi::title::set(
             &format!("evserve: instance {app} {}", bound.shown),
             "evserve-inst",
         ),
@@ -214,9 +214,14 @@ fn install_stop_signals(graceful: Duration) -> Result<UnixStream, String> {
 /// Working directory and file limit, before Python starts.
 fn prepare_process(config: &InstanceConfig) -> Result<(), String> {
     if under_launcher() {
-        // Go down with the launcher, never linger as an orphan.
+        // Go down with the launcher, never linger as an orphan; a launcher that died before
+        // this line could not send the signal any more.
         let _ =
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
+        let parent = rustix::process::getppid().map(|p| p.as_raw_nonzero().get().unsigned_abs());
+        if contract::launcher_pid().is_some_and(|launcher| parent != Some(launcher)) {
+            return Err("the launcher that started this instance is gone".into());
+        }
     }
     if let Some(dir) = &config.python.chdir {
         std::env::set_current_dir(dir).map_err(|e| format!("--chdir {}: {e}", dir.display()))?;
@@ -226,8 +231,6 @@ fn prepare_process(config: &InstanceConfig) -> Result<(), String> {
 }
 
 pub fn run(config: InstanceConfig) -> i32 {
-    // While the process has one thread (see `proctitle::prepare`).
-    crate::proctitle::prepare();
     if crate::preload::is_preloader() {
         return run_preloader(config);
     }
@@ -302,7 +305,15 @@ fn run_preloader(config: InstanceConfig) -> i32 {
         log::fatal(&message);
         return ExitCode::AppLoadFailure.code();
     }
+    set_preloader_title(&config);
     preload_and_fork(&config, socket)
+}
+
+fn set_preloader_title(config: &InstanceConfig) {
+    wsgi::title::set(
+        &format!("evserve: preloader {}", config.app.text),
+        "evserve-preload",
+    );
 }
 
 /// The preloader of an app object (`evserve.serve(app, workers=N)`): this process was
@@ -311,7 +322,7 @@ pub fn run_object_preloader(config: InstanceConfig, socket: UnixDatagram) -> i32
     std::env::set_var(contract::ENV_INSTANCE, "1");
     if let Some(launcher) = rustix::process::getppid() {
         std::env::set_var(
-            crate::preload::LAUNCHER_PID_VAR,
+            contract::ENV_LAUNCHER_PID,
             launcher.as_raw_nonzero().to_string(),
         );
     }
@@ -321,6 +332,7 @@ pub fn run_object_preloader(config: InstanceConfig, socket: UnixDatagram) -> i32
         log::fatal(&message);
         return ExitCode::Failure.code();
     }
+    set_preloader_title(&config);
     preload_and_fork(&config, socket)
 }
 
@@ -352,9 +364,7 @@ fn serve_forked(
     forked: crate::preload::Forked,
 ) -> i32 {
     std::env::set_var(contract::ENV_INSTANCE_ID, forked.slot.to_string());
-    let launcher = std::env::var(crate::preload::LAUNCHER_PID_VAR)
-        .ok()
-        .and_then(|p| p.parse().ok());
+    let launcher = contract::launcher_pid();
     if !crate::preload::wait_for_adoption(launcher) {
         log::fatal("the launcher is gone");
         return ExitCode::Failure.code();

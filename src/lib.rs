@@ -1,10 +1,17 @@
 //! evserve: single-threaded event-loop WSGI instances and the launcher that runs them.
 //!
 //! Module map: `http1` (pure HTTP/1.1 rules), `server` (mio event loop, no Python),
-//! `wsgi` (the only module that touches pyo3), `instance` (one instance, glued),
-//! `supervisor` (the launcher), `nginx` (config text), `cli`/`config` (flags), `entry` (the
-//! command line's dispatch). The Python package `evserve` calls in through `wsgi`'s extension
-//! module `evserve._evserve`.
+//! `wsgi` (the Python bridge: the extension module `evserve._evserve`, the app, the
+//! environ and responses, forking and process titles), `instance` (one instance, glued),
+//! `preload` (the process that imports the app once and forks instances), `supervisor`
+//! (the launcher), `contract` (what the launcher and its instances agree on), `listen`
+//! (binding sockets), `nginx` (config text), `cli`/`config` (flags), `entry` (the command
+//! line's dispatch), `log`.
+//!
+//! `unsafe` is refused everywhere but in the Python bridge, and every `unsafe` block there
+//! says why it is sound.
+#![deny(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod cli;
 pub mod config;
@@ -16,7 +23,7 @@ pub mod listen;
 pub mod log;
 pub mod nginx;
 pub mod preload;
-pub mod proctitle;
 pub mod server;
 pub mod supervisor;
+#[allow(unsafe_code)]
 pub mod wsgi;

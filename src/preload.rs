@@ -30,8 +30,6 @@ use crate::wsgi;
 /// The environment variable that makes an evserve process the preloader.
 pub const ROLE_VAR: &str = "EVSERVE_ROLE";
 pub const ROLE_PRELOADER: &str = "preloader";
-/// The environment variable that gives a forked instance the launcher's pid.
-pub const LAUNCHER_PID_VAR: &str = "EVSERVE_LAUNCHER_PID";
 /// Longest message either side sends.
 const MAX_MESSAGE: usize = 512;
 /// How long a forked instance waits to be adopted by the launcher.

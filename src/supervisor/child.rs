@@ -94,6 +94,7 @@ impl Recipe {
         let mut cmd = Command::new(&self.exe);
         cmd.args(&self.args)
             .env(contract::ENV_INSTANCE, "1")
+            .env(contract::ENV_LAUNCHER_PID, std::process::id().to_string())
             .env_remove(contract::ENV_LISTEN_PID)
             .env_remove(contract::ENV_LISTEN_FDNAMES)
             .stdin(Stdio::null())

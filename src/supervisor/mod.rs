@@ -63,24 +63,22 @@ pub fn run_with_preloader(config: LauncherConfig, preloader: preloader::GivenPre
 }
 
 fn run_with(config: LauncherConfig, given: Option<preloader::GivenPreloader>) -> i32 {
-    crate::proctitle::prepare();
     match Launcher::start(config, given) {
-        Ok(mut launcher) => {
-            crate::proctitle::set(
-                &format!(
-                    "evserve: launcher {} {}",
-                    launcher.config.instance.app.text,
-                    launcher.where_text()
-                ),
-                "evserve-launch",
-            );
-            launcher.run_loop()
-        }
+        Ok(mut launcher) => launcher.run_loop(),
         Err((code, message)) => {
             log::fatal(&message);
             code
         }
     }
+}
+
+/// The launcher's process title: `evserve: launcher hello:application 127.0.0.1:8001-8004`.
+pub fn title(config: &LauncherConfig) -> String {
+    format!(
+        "evserve: launcher {} {}",
+        config.instance.app.text,
+        where_text(config)
+    )
 }
 
 /// `evserve status`.
@@ -397,8 +395,7 @@ impl Launcher {
         let fd = match self.sockets[socket].listener.as_ref().map(Listener::dup) {
             Some(Ok(fd)) => fd,
             Some(Err(e)) => {
-                log::error(&format!("instance {slot}: cannot pass its socket: {e}"));
-                self.count_exit(slot, Ending::Failed, &format!("could not be started ({e})"));
+                self.not_started(slot, &format!("cannot pass its socket: {e}"));
                 return;
             }
             None => return,
@@ -420,11 +417,23 @@ impl Launcher {
                 ));
                 self.instances.push(inst);
             }
-            Err(e) => {
-                log::error(&format!("instance {slot}: cannot start a process: {e}"));
-                self.count_exit(slot, Ending::Failed, &format!("could not be started ({e})"));
-            }
+            Err(e) => self.not_started(slot, &format!("cannot start a process: {e}")),
         }
+    }
+
+    /// An instance whose process could not be started: at start-up nothing would ever
+    /// serve, so the launcher stops; later it counts as a failure of the slot.
+    fn not_started(&mut self, slot: usize, why: &str) {
+        if self.phase == Phase::Starting {
+            self.abort_start(1, &format!("instance {slot}: {why}; not starting"));
+            return;
+        }
+        log::error(&format!("instance {slot}: {why}"));
+        self.count_exit(
+            slot,
+            Ending::Failed,
+            &format!("could not be started ({why})"),
+        );
     }
 
     fn read_control_messages(&mut self) {

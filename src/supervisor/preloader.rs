@@ -54,7 +54,6 @@ impl Preloader {
             UnixDatagram::pair().map_err(|e| (1, format!("cannot create a socket: {e}")))?;
         let mut cmd = recipe.command();
         cmd.env(preload::ROLE_VAR, preload::ROLE_PRELOADER)
-            .env(preload::LAUNCHER_PID_VAR, std::process::id().to_string())
             .env("LISTEN_FDS", "1");
         cmd.fd_mappings(vec![FdMapping {
             parent_fd: theirs.into(),
@@ -196,7 +195,8 @@ impl Preloader {
             }
             None => {
                 if let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) {
-                    let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+                    let _ =
+                        rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
                 }
             }
         }

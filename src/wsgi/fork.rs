@@ -51,9 +51,7 @@ pub fn exit_after_atexit(py: Python<'_>, code: i32) -> ! {
         .and_then(|atexit| atexit.call_method0("_run_exitfuncs"));
     if let Ok(sys) = py.import("sys") {
         for stream in ["stdout", "stderr"] {
-            let _ = sys
-                .getattr(stream)
-                .and_then(|s| s.call_method0("flush"));
+            let _ = sys.getattr(stream).and_then(|s| s.call_method0("flush"));
         }
     }
     exit_now(py, code)

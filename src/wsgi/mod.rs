@@ -10,6 +10,7 @@ pub mod fork;
 pub mod interpreter;
 mod module;
 mod response;
+pub mod title;
 
 use std::ffi::CString;
 use std::os::fd::BorrowedFd;

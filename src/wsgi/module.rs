@@ -131,6 +131,7 @@ fn serve_with_launcher(py: Python<'_>, config: LauncherConfig) -> i32 {
         fork::exit_after_atexit(py, code)
     }
     drop(theirs);
+    super::title::set(&supervisor::title(&config), "evserve-launch");
     let given = supervisor::GivenPreloader {
         pid: pid.unsigned_abs(),
         socket: ours,

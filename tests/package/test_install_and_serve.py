@@ -1,10 +1,13 @@
 """The package on the oldest and newest supported Python (3.10, 3.13): `pip install .` into a
 fresh venv, then the console script (one instance and a launcher), `evserve.serve()` from
 Python, `pserve` with a PasteDeploy ini and `paste.deploy.loadserver` each serve real
-requests and stop with exit code 0; bad options get the command line's messages."""
+requests and stop with exit code 0; `--preload` serves the new code after a rolling reload;
+PasteDeploy with `workers` forks its instances from the app object; bad options get the
+command line's messages."""
 
 import os
 import re
+import signal
 import subprocess
 import textwrap
 import time
@@ -103,7 +106,7 @@ def test_serve_options_are_checked_with_the_command_lines_messages(venv_for, ver
         import evserve
         app = lambda environ, start_response: []
         for options in ({"max_body_size": "ten"}, {"port": "http"}, {"max_connections": 0},
-                        {"no_such_flag": 1}, {"workers": 2}):
+                        {"no_such_flag": 1}, {"workers": 1000}):
             try:
                 evserve.serve(app, **options)
             except (TypeError, ValueError) as e:
@@ -117,7 +120,7 @@ def test_serve_options_are_checked_with_the_command_lines_messages(venv_for, ver
     assert lines[1].startswith("ValueError invalid value 'http' for '--port <PORT>'"), lines[1]
     assert lines[2] == "ValueError --max-connections must be at least 1"
     assert lines[3] == "TypeError serve() got an unexpected keyword argument 'no_such_flag'"
-    assert lines[4].startswith("ValueError workers and port_range"), lines[4]
+    assert lines[4] == "ValueError --workers 1000 is too many: at most 256 instances per launcher", lines[4]
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -159,3 +162,49 @@ def test_a_bad_ini_value_stops_pserve_with_the_command_lines_message(venv_for, t
                           timeout=60, cwd=str(tmp_path), env=clean_env(PYTHONPATH=str(tmp_path)))
     assert done.returncode != 0
     assert "ValueError: --max-body-size: 'lots' is not a size" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_preload_serves_the_new_code_after_a_rolling_reload(venv_for, run, tmp_path, version):
+    venv = venv_for(version)
+    app = tmp_path / "versioned.py"
+    source = textwrap.dedent("""\
+        VERSION = b"v1"
+        def application(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [VERSION]
+    """)
+    app.write_text(source)
+    port = free_port()
+    server = run([str(venv / "bin" / "evserve"), "--workers", "2", "--preload", "--port", str(port),
+                  "--chdir", str(tmp_path), "versioned:application"], port).wait_ready()
+    wait_log(server, "] ready: ")
+    assert server.get() == (200, b"v1")
+    app.write_text(source.replace('b"v1"', 'b"v2"'))
+    server.proc.send_signal(signal.SIGHUP)
+    wait_log(server, "reload: done")
+    deadline = time.monotonic() + 10
+    while server.get() != (200, b"v2") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.get() == (200, b"v2"), server.output()
+    assert server.stop() == 0, server.output()
+
+
+def test_pserve_with_workers_forks_the_instances_from_the_app(venv_for, run, tmp_path):
+    venv = venv_for(VERSIONS[-1])
+    write_paste_app(tmp_path)
+    port = free_port()
+    ini = write_ini(tmp_path, port, workers=2)
+    server = run([str(venv / "bin" / "pserve"), str(ini)], port, cwd=tmp_path,
+                 env=clean_env(PYTHONPATH=str(tmp_path))).wait_ready()
+    wait_log(server, "] ready: 2 instances")
+    assert server.get() == (200, b"Hello from paste\n")
+    assert server.stop() == 0, server.output()
+
+
+def wait_log(server, text, timeout=30):
+    deadline = time.monotonic() + timeout
+    while text not in server.output()[1]:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {text!r} in the log: {server.output()}")
+        time.sleep(0.05)
