@@ -126,6 +126,22 @@ def rollup(pid):
     return values.get("Pss:", 0), values.get("Rss:", 0)
 
 
+def settle(root, workers):
+    """Waits (bounded) until `root` has at least `workers` processes below it and their
+    summed RSS has stopped growing for a second: every one has imported the app."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    last = None
+    while time.monotonic() < deadline:
+        pids = descendants(root)
+        figures = [f for f in (rollup(p) for p in pids) if f]
+        total = sum(f[1] for f in figures)
+        if len(pids) > workers and last is not None and abs(total - last) <= total * 0.005:
+            return
+        last = total
+        time.sleep(1.0)
+    raise RuntimeError(f"the processes did not settle within {READY_TIMEOUT:.0f} s")
+
+
 def stop(proc):
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -147,12 +163,12 @@ def measure(setup, bindir, workers, requests):
         body = wait_ready(port, proc)
         if b"rows" not in body:
             raise RuntimeError(f"unexpected answer {body[:80]!r}")
-        # Every process serves its share, so each has touched what a request touches.
+        # Every process has started and finished importing before requests are counted;
+        # then every process serves its share, so each has touched what a request touches.
+        settle(proc.pid, workers)
         for _ in range(requests):
             get(port)
-        deadline = time.monotonic() + READY_TIMEOUT
-        while len(descendants(proc.pid)) < workers + 1 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        settle(proc.pid, workers)
         pids = descendants(proc.pid)
         figures = [f for f in (rollup(p) for p in pids) if f]
         pss = sum(f[0] for f in figures) / 1024

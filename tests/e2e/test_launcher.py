@@ -1067,3 +1067,22 @@ def test_two_launchers_in_one_directory_run_side_by_side_and_status_finds_each(
     none = launcher_status_here(tmp_path)
     assert none.returncode == 1 and none.stdout == "", none
     assert none.stderr.count("\n") == 1 and "no launcher started in this directory" in none.stderr, none.stderr
+
+
+def test_an_instance_whose_launcher_died_while_it_started_exits(launcher_start, tmp_path):
+    # Bug: an instance sets its parent-death signal once its Python is up; a launcher killed
+    # before that (the instance still starting) left the instance running as an orphan,
+    # serving on the inherited socket forever.
+    slow = tmp_path / "slowstart"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text(
+        "import os, time\nif os.environ.get('EVSERVE_INSTANCE') == '1':\n    time.sleep(1.5)\n"
+    )
+    port = launcher_free_ports(1)[0]
+    env = {"PYTHONPATH": f"{slow}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    p = launcher_start("--workers", "1", "--port", port, APPS / "launcher_app.py:app", env=env)
+    p.wait_for(r"instance 0 starting \(pid (\d+)", 30)
+    pid = int(re.search(r"instance 0 starting \(pid (\d+)", p.output())[1])
+    p.proc.kill()
+    p.proc.wait(10)
+    launcher_wait(lambda: not launcher_alive(pid), 10, "the orphaned instance to exit")
