@@ -997,7 +997,8 @@ def main():
         "duration": args.duration,
         "rounds": args.rounds,
         "warmup": args.warmup,
-        "command": "bench/run.sh " + " ".join(sys.argv[1:]),
+        "command": ("EVSERVE_BIN_B=%s " % evserve_b_bin() if evserve_b_bin() else "")
+        + "bench/run.sh " + " ".join(sys.argv[1:]),
         "versions": versions(),
         "load": " ".join("%.2f" % x for x in os.getloadavg()),
     }
