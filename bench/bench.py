@@ -83,6 +83,12 @@ def evserve_bin():
     return os.environ.get("EVSERVE_BIN") or os.path.join(VENV, "bin", "evserve")
 
 
+def evserve_b_bin():
+    """A second evserve build measured in the same rounds as "evserve-b" (for instance
+    another wheel flavour or an older commit), or None."""
+    return os.environ.get("EVSERVE_BIN_B") or None
+
+
 def _evserve_common(app):
     return ["--chdir", HERE, "apps:" + app]
 
@@ -150,8 +156,13 @@ def _nginx_static(port, app, workdir):
     return ["nginx", "-p", workdir, "-c", conf, "-g", "daemon off;"]
 
 
-def _evserve_one(port, app, workdir):
-    return [evserve_bin(), "--host", "127.0.0.1", "--port", str(port)] + _evserve_common(app)
+def _evserve_one(port, app, workdir, binary=None):
+    binary = binary or evserve_bin()
+    return [binary, "--host", "127.0.0.1", "--port", str(port)] + _evserve_common(app)
+
+
+def _evserve_b(port, app, workdir):
+    return _evserve_one(port, app, workdir, evserve_b_bin())
 
 
 def _evserve_workers(port, app, workdir):
@@ -175,6 +186,10 @@ EVSERVE_ENV = {}
 
 SINGLE = [
     Server("evserve", _evserve_one, needs="evserve", env=EVSERVE_ENV),
+] + ([
+    # A binary that embeds Python finds the apps' packages through VIRTUAL_ENV.
+    Server("evserve-b", _evserve_b, needs="evserve-b", env={"VIRTUAL_ENV": VENV}),
+] if evserve_b_bin() else []) + [
     Server("bjoern", _peer("bjoern"), needs="bjoern"),
     Server("granian", _granian(1), needs="granian"),
     Server("gunicorn-sync", _gunicorn("sync", 1), needs="gunicorn"),
@@ -497,6 +512,8 @@ def available(server, peer_status):
     need = server.needs
     if need == "evserve":
         return None if os.access(evserve_bin(), os.X_OK) else "not installed in the bench venv"
+    if need == "evserve-b":
+        return None if os.access(evserve_b_bin(), os.X_OK) else "EVSERVE_BIN_B is not executable"
     if need == "nginx":
         return None if _which("nginx") else "nginx not installed"
     status = peer_status.get(need)
@@ -980,7 +997,8 @@ def main():
         "duration": args.duration,
         "rounds": args.rounds,
         "warmup": args.warmup,
-        "command": "bench/run.sh " + " ".join(sys.argv[1:]),
+        "command": ("EVSERVE_BIN_B=%s " % evserve_b_bin() if evserve_b_bin() else "")
+        + "bench/run.sh " + " ".join(sys.argv[1:]),
         "versions": versions(),
         "load": " ".join("%.2f" % x for x in os.getloadavg()),
     }

@@ -22,7 +22,7 @@ evserve_bin=${EVSERVE_BIN:-.venv/bin/evserve}
 work=$(mktemp -d /tmp/evserve-callgrind.XXXXXX)
 out="$work/callgrind.out"
 
-for tool in valgrind callgrind_control callgrind_annotate wrk curl; do
+for tool in valgrind vgdb callgrind_annotate wrk curl; do
     command -v "$tool" >/dev/null || { echo "callgrind.sh: $tool is missing" >&2; exit 2; }
 done
 
@@ -52,10 +52,13 @@ if [ $ready = 0 ]; then
 fi
 
 wrk -t1 -c10 -d3s "http://127.0.0.1:$port$path" >/dev/null  # warm-up, not counted
-callgrind_control -i on $pid >/dev/null 2>&1
+# callgrind's monitor commands through vgdb, addressed by pid: callgrind_control finds its
+# processes by their command line, which evserve's process title replaces.
+control() { vgdb --pid=$pid "$@" >>"$work/vgdb.log" 2>&1; }
+control instrumentation on
 wrk -t1 -c10 -d"${seconds}s" "http://127.0.0.1:$port$path" >"$work/wrk.txt"
-callgrind_control -i off $pid >/dev/null 2>&1
-callgrind_control -d $pid >/dev/null 2>&1
+control instrumentation off
+control dump
 
 requests=$(awk '/requests in/ {print $1}' "$work/wrk.txt")
 dump=$(ls "$out".* | head -1)

@@ -9,6 +9,8 @@
 # evserve from this checkout into it (pip install, release build), then runs
 # bench/bench.py, which writes bench/results/latest.md and bench/results/latest.png.
 # --no-build uses the evserve already installed in bench/.venv (others may be compiling).
+# EVSERVE_BIN_B=PATH adds a second evserve build, "evserve-b", to the same interleaved
+# rounds (another wheel flavour, or an older binary that embeds Python).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
