@@ -664,6 +664,10 @@ fn valid_target_authority(authority: &[u8]) -> bool {
 }
 
 fn valid_reg_name(name: &[u8]) -> bool {
+    // The common case, a name without %-escapes, in one pass over a table.
+    if name.iter().all(|&b| REG_NAME[b as usize]) {
+        return true;
+    }
     let mut rest = name;
     while let [b, tail @ ..] = rest {
         rest = match (b, tail) {
