@@ -45,15 +45,14 @@ MIB = 1024 * 1024
 
 
 def find_binary(explicit=None):
-    """The evserve binary: --binary, $EVSERVE_BIN, $CARGO_TARGET_DIR or ./target."""
-    candidates = [explicit, os.environ.get("EVSERVE_BIN")]
-    if os.environ.get("CARGO_TARGET_DIR"):
-        candidates.append(os.path.join(os.environ["CARGO_TARGET_DIR"], "release", "evserve"))
-    candidates.append(str(REPO / "target" / "release" / "evserve"))
+    """The evserve command: --binary, $EVSERVE_BIN, or the one installed in .venv-test or
+    on PATH."""
+    candidates = [explicit, os.environ.get("EVSERVE_BIN"), str(REPO / ".venv-test" / "bin" / "evserve"),
+                  shutil.which("evserve")]  # fmt: skip
     for path in candidates:
         if path and os.access(path, os.X_OK):
             return path
-    sys.exit("evserve binary not found: build with `cargo build --release` or pass --binary")
+    sys.exit("evserve not found: install it (pip install .) or pass --binary")
 
 
 def free_port():

@@ -399,6 +399,12 @@ impl ServeArgs {
         if !instance.root_path.is_empty() && !instance.root_path.starts_with('/') {
             return Err("--root-path must start with /".into());
         }
+        if instance.root_path.contains('%') {
+            return Err(
+                "--root-path is matched against the decoded path: write it unencoded ('/a b', not '/a%20b')"
+                    .into(),
+            );
+        }
         let ports = match &self.port_range {
             Some(r) => Some(parse_port_range(r).map_err(|e| format!("--port-range: {e}"))?),
             None => None,

@@ -67,6 +67,11 @@ pub fn overdue(
         Role::Retiring { since } if now.saturating_duration_since(since) > deadlines.drain => {
             Some(Overdue::Draining)
         }
+        // A draining instance's loop still turns and beats: one stuck in a request is no
+        // less stuck for draining.
+        Role::Retiring { .. } if ready && is_hung(ready, last_heard, deadlines.timeout, now) => {
+            Some(Overdue::Stuck)
+        }
         _ => None,
     }
 }
@@ -213,8 +218,13 @@ mod tests {
         );
         assert_eq!(overdue(Role::Serving, true, t0, d, t0 + S), None);
         let retiring = Role::Retiring { since: t0 };
-        // A draining instance sends no heartbeat that matters: only the drain limit does.
-        assert_eq!(overdue(retiring, true, t0, d, late), None);
+        // Bug pinned: a draining instance stuck in a request ran until the drain limit
+        // (--graceful-timeout) instead of --timeout.
+        assert_eq!(
+            overdue(retiring, true, t0, d, late),
+            Some(Overdue::Stuck)
+        );
+        assert_eq!(overdue(retiring, true, t0 + 2 * S, d, late), None);
         assert_eq!(
             overdue(retiring, true, t0, d, t0 + 6 * S),
             Some(Overdue::Draining)

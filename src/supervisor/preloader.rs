@@ -268,8 +268,15 @@ impl Launcher {
         if self.preloader.is_none() {
             let preloader = Preloader::start(&self.recipe, self.config.timeout)
                 .map_err(|(_, message)| io::Error::other(message))?;
-            log::info(&format!("preloader started again (pid {})", preloader.pid));
+            // It imported the code as it is now, which may be newer than the running
+            // instances': every instance is replaced from it, so that all run the same code.
+            log::warn(&format!(
+                "preloader started again (pid {}); the other instances are replaced from it \
+                 one at a time, so that every instance runs the code it imported",
+                preloader.pid
+            ));
             self.preloader = Some(preloader);
+            self.reload.request(self.slots.len());
         }
         match &mut self.preloader {
             Some(preloader) => preloader.fork(slot, role, fd),

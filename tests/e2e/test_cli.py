@@ -239,3 +239,12 @@ def test_port_in_use_is_named_alike_by_the_instance_and_the_launcher(tmp_path):
     for line in (lines[0][0], lines[1][0]):
         assert f"cannot listen on http://127.0.0.1:{port}: address already in use" in line, line
     assert single.returncode == 1 and launcher.returncode == 1
+
+
+def test_a_percent_encoded_root_path_is_refused():
+    # Bug: --root-path /a%20b was taken as given, then never matched the decoded path, so
+    # SCRIPT_NAME stayed /a%20b and the prefix was never stripped.
+    done = run_evserve("--root-path", "/a%20b", "forms_app:application")
+    assert done.returncode == 2, done
+    assert "--root-path is matched against the decoded path" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

@@ -2,7 +2,7 @@
 
 Every wait is on a condition with a deadline; every loop is bounded; all traffic goes to
 127.0.0.1. nginx tests are skipped (with the reason) only when nginx is not installed.
-Set EVSERVE_BIN to test another binary than target/release/evserve.
+Set EVSERVE_BIN to test another evserve command than .venv-test/bin/evserve.
 """
 
 import http.client
@@ -20,9 +20,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import evserve_bin
+
 REPO = Path(__file__).resolve().parents[2]
 APPS = REPO / "tests" / "apps"
-EVSERVE = Path(os.environ.get("EVSERVE_BIN", REPO / "target" / "release" / "evserve"))
+EVSERVE = Path(evserve_bin())
 
 
 def launcher_find_nginx():
@@ -293,7 +295,7 @@ def launcher_alive(pid):
 
 
 def test_binary_exists():
-    assert EVSERVE.exists(), f"{EVSERVE} is missing: build it (cargo build --release) or set EVSERVE_BIN"
+    assert EVSERVE.exists(), f"{EVSERVE} is missing: scripts/test.sh installs it, or set EVSERVE_BIN"
 
 
 def test_start_prints_instances_and_ready_and_status(launcher_start, tmp_path):
@@ -1086,3 +1088,27 @@ def test_an_instance_whose_launcher_died_while_it_started_exits(launcher_start, 
     p.proc.kill()
     p.proc.wait(10)
     launcher_wait(lambda: not launcher_alive(pid), 10, "the orphaned instance to exit")
+
+
+def test_a_draining_instance_stuck_in_a_request_is_killed_at_timeout(launcher_start, tmp_path):
+    # Bug: after SIGHUP an old instance stuck in a request was left to the drain limit
+    # (--graceful-timeout, 30 s) instead of being killed at --timeout.
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    port = launcher_free_ports(1)[0]
+    p = launcher_start("--workers", "2", "--port", port, "--timeout", "2",
+                       APPS / "launcher_app.py:app", env={"LAUNCHER_TEST_MARKS": str(marks)})  # fmt: skip
+    p.wait_ready()
+    stuck = threading.Thread(
+        target=lambda: _ignore_errors(lambda: launcher_get(port, "/sleep?s=60&mark=1", timeout=70)),
+        daemon=True,
+    )
+    stuck.start()
+    launcher_wait(lambda: list(marks.iterdir()), 5, "the request to be stuck in the app")
+    stuck_pid = int(next(marks.iterdir()).name)
+    started = time.monotonic()
+    p.proc.send_signal(signal.SIGHUP)
+    launcher_wait(lambda: not launcher_alive(stuck_pid), 10, "the stuck draining instance to go")
+    took = time.monotonic() - started
+    assert took < 4.5, f"killed {took:.1f}s after the reload began (--timeout 2)"
+    assert p.stop() == 0, p.output()

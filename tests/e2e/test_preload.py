@@ -180,3 +180,23 @@ def test_preload_stop_leaves_no_process_behind(launcher_start, tmp_path):
     assert len(family) == 3, family  # the preloader and two instances
     assert p.stop() == 0
     launcher_wait(lambda: not any(launcher_alive(pid) for pid in family), 10, "every process to exit")
+
+
+def test_a_preloader_started_again_replaces_every_instance(launcher_start, tmp_path):
+    # Bug: after the preloader died, the next crash forked its replacement from a new
+    # preloader that imported the changed code, while the other instance kept the old code.
+    app_file = write_app(tmp_path)
+    ports = launcher_free_ports(1)
+    p = launcher_start("--workers", "2", "--port", ports[0], "--preload", f"{app_file}:app")
+    p.wait_ready()
+    write_app(tmp_path, "v2")  # changed on disk, no SIGHUP
+    preloader = next(pid for pid in launcher_descendants(p.proc.pid)
+                     if pid not in p.instance_pids().values())  # fmt: skip
+    os.kill(preloader, signal.SIGKILL)
+    killed_at = time.monotonic()
+    os.kill(p.instance_pids()[0], signal.SIGKILL)
+    p.wait_for(r"preloader started again", 20, after=killed_at)
+    p.wait_for(r"reload: done", 30, after=killed_at)
+    answers = {launcher_get(ports[0])[1].split()[1] for _ in range(40)}
+    assert answers == {"version=v2"}, answers
+    assert p.stop() == 0
