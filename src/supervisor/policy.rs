@@ -220,10 +220,7 @@ mod tests {
         let retiring = Role::Retiring { since: t0 };
         // Bug pinned: a draining instance stuck in a request ran until the drain limit
         // (--graceful-timeout) instead of --timeout.
-        assert_eq!(
-            overdue(retiring, true, t0, d, late),
-            Some(Overdue::Stuck)
-        );
+        assert_eq!(overdue(retiring, true, t0, d, late), Some(Overdue::Stuck));
         assert_eq!(overdue(retiring, true, t0 + 2 * S, d, late), None);
         assert_eq!(
             overdue(retiring, true, t0, d, t0 + 6 * S),
