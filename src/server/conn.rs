@@ -16,6 +16,7 @@ use super::net::{byte_waiting, Closing, Peer, Stream};
 use super::output::Output;
 use super::{App, AppFailed, Called, FileBody, Pull, Request, RequestBody, Shared};
 use crate::http1::{self, BodyDecoder, BodyKind, Version};
+use crate::log;
 
 mod access_log;
 mod buffers;
@@ -373,12 +374,17 @@ impl<A: App> Conn<A> {
     /// Reads more request bytes, or says to wait for them.
     fn fill(&mut self, sh: &mut Shared<A::Chunk>) -> Step {
         let head_parsed = matches!(self.phase, Phase::Body(_));
+        if self.eof {
+            if head_parsed || self.work.as_ref().is_some_and(|w| w.filled > 0) {
+                // The client went away with its request incomplete: nothing is answered,
+                // but the log says what arrived (as a 400, the answer it could not get).
+                self.log_status(sh, 400);
+            }
+            return Step::Close;
+        }
         let Some(work) = self.work.as_mut() else {
             return Step::Close;
         };
-        if self.eof {
-            return Step::Close;
-        }
         if !self.read_ready {
             if work.filled == 0 && !head_parsed {
                 self.phase = Phase::Idle;
@@ -783,6 +789,12 @@ fn queue_chunk<C: AsRef<[u8]>>(out: &mut Output<C>, framing: &mut Framing, chunk
         Framing::NoBody => {}
         Framing::Length(left) => {
             let take = (*left).min(len as u64);
+            if take < len as u64 {
+                log::warn(&format!(
+                    "the app's body is longer than the Content-Length it set: {} bytes not sent",
+                    len as u64 - take
+                ));
+            }
             *left -= take;
             out.body_bytes += take;
             out.push_chunk(chunk, take as usize);
@@ -815,6 +827,10 @@ fn finish_framing<C: AsRef<[u8]>>(
         }
         Framing::Length(left) if *left > 0 => {
             // Fewer bytes than the app announced: only closing tells the client.
+            log::warn(&format!(
+                "the app's body ended {left} bytes short of the Content-Length it set; \
+                 the connection is closed so the client sees the response is incomplete"
+            ));
             *keep_alive = false;
             *framing = Framing::NoBody;
         }

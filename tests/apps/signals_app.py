@@ -1,7 +1,8 @@
 """Shutdown behaviour: slow requests in flight when SIGTERM/SIGINT arrives, and an atexit
 handler that both prints (stdout, possibly block-buffered) and writes a file. Imports
-subprocess and signal on purpose: Ctrl-C must keep its graceful meaning anyway."""
+subprocess, signal and asyncio on purpose: Ctrl-C must keep its graceful meaning anyway."""
 
+import asyncio  # noqa: F401  (imported on purpose, see above)
 import atexit
 import os
 import signal  # noqa: F401  (imported on purpose, see above)

@@ -109,6 +109,17 @@ def test_every_response_gets_an_access_log_line_refused_or_cut_short(serve, tmp_
     assert [line.split(" - - [", 1)[1].split("] ", 1)[1].rsplit(" ", 3)[0] for line in got] == expected, got
 
 
+def test_a_request_whose_client_left_before_its_body_ended_gets_an_access_log_line(serve, tmp_path):
+    # Bug: a client that closed the connection in the middle of its request body left no
+    # line in the access log.
+    log = tmp_path / "access.log"
+    logged = serve("rfc_app:application", "--access-log", str(log))
+    with Conn(logged) as c:
+        c.send(b"POST /fields HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nabc")
+    wait_for(lambda: log.exists() and '"POST /fields HTTP/1.1" 400' in log.read_text(), 5,
+             message="the access log line")  # fmt: skip
+
+
 def test_a_response_finished_after_a_stop_signal_came_during_the_app_call_says_close(serve):
     server = serve("signals_app:application")
     with Conn(server) as c:
