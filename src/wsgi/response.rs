@@ -400,9 +400,8 @@ fn push_header(
             .split(|&b| b == b',')
             .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
         keep = false;
-    } else if name.eq_ignore_ascii_case(b"transfer-encoding")
-        || name.eq_ignore_ascii_case(b"keep-alive")
-    {
+    } else if is_other_hop_by_hop(name) {
+        // Hop-by-hop headers are the server's (PEP 3333): it frames the connection itself.
         keep = false;
     } else if name.eq_ignore_ascii_case(b"date") {
         facts.has_date = true;
@@ -413,4 +412,20 @@ fn push_header(
         out.truncate(line);
     }
     Ok(())
+}
+
+/// Hop-by-hop header names besides Connection (RFC 9110 7.6.1, and those wsgiref's
+/// validator names): an app must not set them, and the server leaves them out.
+fn is_other_hop_by_hop(name: &[u8]) -> bool {
+    const NAMES: [&[u8]; 8] = [
+        b"transfer-encoding",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"upgrade",
+        b"proxy-connection",
+        b"proxy-authenticate",
+    ];
+    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
 }

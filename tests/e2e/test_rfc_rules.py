@@ -131,3 +131,15 @@ def test_a_response_finished_after_a_stop_signal_came_during_the_app_call_says_c
         assert (r.header("Connection") or "").lower() == "close", r.raw_head
         assert c.closed_within(3)
     assert server.wait_exit(5) == 0, server.stderr()
+
+
+def test_hop_by_hop_headers_set_by_the_app_are_all_left_out(serve):
+    # Bug: Connection, Keep-Alive and Transfer-Encoding from the app were left out, but
+    # Upgrade, TE, Trailer and Proxy-Connection went to the client (PEP 3333 forbids all
+    # of them to an app; RFC 9110 7.6.1).
+    server = serve("rfc_app:application")
+    r = request(server, get("/hop-by-hop"))
+    assert (r.status, r.body) == (200, b"ok"), r
+    for name in ("Upgrade", "TE", "Trailer", "Proxy-Connection", "Keep-Alive", "Transfer-Encoding"):
+        assert not r.has(name), (name, r.raw_head)
+    assert r.header("X-Kept") == "yes" and r.header("Content-Length") == "2", r.raw_head
