@@ -12,6 +12,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{
     AppSpec, BindAddr, InstanceConfig, LauncherConfig, Limits, Mode, PythonSetup, Timeouts,
+    TrustedProxies,
 };
 
 #[derive(Parser, Debug)]
@@ -188,6 +189,10 @@ pub struct ServeArgs {
     /// Listen backlog.
     #[arg(long, value_name = "N", default_value_t = 2048)]
     pub backlog: u32,
+    /// Peers (comma-separated IPs, or * for all) whose X-Forwarded-For and
+    /// X-Forwarded-Proto set REMOTE_ADDR and wsgi.url_scheme; Unix-socket peers always count.
+    #[arg(long, value_name = "IPS", default_value = "127.0.0.1,::1")]
+    pub forwarded_allow_ips: String,
 
     /// Launcher: one instance per port in FIRST-LAST, each on its own port.
     #[arg(long, value_name = "FIRST-LAST", conflicts_with_all = ["workers", "bind"])]
@@ -393,6 +398,8 @@ impl ServeArgs {
             timeouts,
             max_connections: self.max_connections,
             backlog: self.backlog,
+            trusted_proxies: TrustedProxies::parse(&self.forwarded_allow_ips)
+                .map_err(|e| format!("--forwarded-allow-ips: {e}"))?,
             multiprocess: self.port_range.is_some() || self.workers.is_some(),
             shared_listener: self.port_range.is_none() && self.workers.is_some(),
         };

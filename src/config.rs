@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::forwarded::TrustedProxies;
 pub use crate::http1::Limits;
 
 /// Where the app comes from: a module or a file and the expression naming the callable in
@@ -133,6 +134,9 @@ pub struct InstanceConfig {
     pub timeouts: Timeouts,
     pub max_connections: usize,
     pub backlog: u32,
+    /// `--forwarded-allow-ips`: peers whose X-Forwarded-For/-Proto set REMOTE_ADDR and
+    /// `wsgi.url_scheme`.
+    pub trusted_proxies: TrustedProxies,
     /// `wsgi.multiprocess`: true when started by the launcher.
     pub multiprocess: bool,
     /// Other instances accept from the same listening socket (`--workers`).

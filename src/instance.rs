@@ -423,6 +423,7 @@ fn serve(
         server_name: &bound.server_name,
         server_port: &bound.server_port,
         multiprocess: config.multiprocess,
+        trusted_proxies: &config.trusted_proxies,
     };
     let mut wsgi_app = match wsgi::WsgiApp::new(py, app, &site) {
         Ok(a) => a,

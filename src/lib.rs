@@ -5,8 +5,8 @@
 //! environ and responses, forking and process titles), `instance` (one instance, glued),
 //! `preload` (the process that imports the app once and forks instances), `supervisor`
 //! (the launcher), `contract` (what the launcher and its instances agree on), `listen`
-//! (binding sockets), `nginx` (config text), `cli`/`config` (flags), `entry` (the command
-//! line's dispatch), `log`.
+//! (binding sockets), `forwarded` (which peers' X-Forwarded-* headers count), `nginx`
+//! (config text), `cli`/`config` (flags), `entry` (the command line's dispatch), `log`.
 //!
 //! `unsafe` is refused everywhere but in the Python bridge, and every `unsafe` block there
 //! says why it is sound.
@@ -17,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod contract;
 pub mod entry;
+pub mod forwarded;
 pub mod http1;
 pub mod instance;
 pub mod listen;

@@ -77,7 +77,7 @@ fn required_directives_are_present() {
         "proxy_set_header Connection \"\";",
         "proxy_next_upstream error timeout http_502 http_503;",
         "proxy_next_upstream_tries 3;",
-        "X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "X-Forwarded-For $remote_addr;",
         "X-Forwarded-Proto $scheme;",
         "client_max_body_size 1g;",
         "daemon off;",
@@ -87,6 +87,8 @@ fn required_directives_are_present() {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
     assert!(!text.contains("\nuser "), "no user directive:\n{text}");
+    // A client's own X-Forwarded-For must never be passed on to evserve, which trusts nginx.
+    assert!(!text.contains("$proxy_add_x_forwarded_for"), "{text}");
 }
 
 #[test]

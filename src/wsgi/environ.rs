@@ -3,12 +3,14 @@
 //! Key strings are created once; each request copies a template dict holding the
 //! constant entries and adds the request's own. Common header names map straight to
 //! cached keys. It must never hand the app a header whose name has an underscore (it
-//! could pose as a dashed one) nor a trailer.
+//! could pose as a dashed one) nor a trailer, nor let X-Forwarded-For/-Proto from a peer
+//! that `--forwarded-allow-ips` does not trust change REMOTE_ADDR or `wsgi.url_scheme`.
 
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
 
+use crate::forwarded::{self, TrustedProxies};
 use crate::http1::{self, Version};
 use crate::server::{Peer, Request, RequestBody};
 
@@ -48,9 +50,36 @@ const COMMON_HEADERS: &[&str] = &[
 
 /// Index of "host" in COMMON_HEADERS.
 const HOST: usize = 0;
+/// Indexes of "x-forwarded-for" and "x-forwarded-proto" in COMMON_HEADERS.
+const X_FORWARDED_FOR: usize = 11;
+const X_FORWARDED_PROTO: usize = 12;
+const _: () = assert!(const_str_eq(
+    COMMON_HEADERS[X_FORWARDED_FOR],
+    "x-forwarded-for"
+));
+const _: () = assert!(const_str_eq(
+    COMMON_HEADERS[X_FORWARDED_PROTO],
+    "x-forwarded-proto"
+));
 
 // Common headers already set are tracked in a u64 bit set.
 const _: () = assert!(COMMON_HEADERS.len() <= 64);
+const FORWARDED_BITS: u64 = (1 << X_FORWARDED_FOR) | (1 << X_FORWARDED_PROTO);
+
+const fn const_str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
 
 const METHODS: &[&str] = &["GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"];
 
@@ -99,6 +128,7 @@ pub struct Environ {
     server_protocol: Py<PyString>,
     remote_addr: Py<PyString>,
     remote_port: Py<PyString>,
+    url_scheme: Py<PyString>,
     content_type: Py<PyString>,
     content_length: Py<PyString>,
     wsgi_input: Py<PyString>,
@@ -112,6 +142,7 @@ pub struct Environ {
     file_io: Py<PyAny>,
     buffered_reader: Py<PyAny>,
     root_path: Vec<u8>,
+    trusted_proxies: TrustedProxies,
     /// Scratch for percent-decoding and key building.
     scratch: Vec<u8>,
 }
@@ -122,6 +153,7 @@ pub struct Constants<'a> {
     pub server_name: &'a str,
     pub server_port: &'a str,
     pub multiprocess: bool,
+    pub trusted_proxies: TrustedProxies,
     pub file_wrapper: Bound<'a, PyAny>,
 }
 
@@ -161,6 +193,7 @@ impl Environ {
             server_protocol: key(py, "SERVER_PROTOCOL"),
             remote_addr: key(py, "REMOTE_ADDR"),
             remote_port: key(py, "REMOTE_PORT"),
+            url_scheme: key(py, "wsgi.url_scheme"),
             content_type: key(py, "CONTENT_TYPE"),
             content_length: key(py, "CONTENT_LENGTH"),
             wsgi_input: key(py, "wsgi.input"),
@@ -174,23 +207,27 @@ impl Environ {
             file_io: io.getattr("FileIO")?.unbind(),
             buffered_reader: io.getattr("BufferedReader")?.unbind(),
             root_path: c.root_path.as_bytes().to_vec(),
+            trusted_proxies: c.trusted_proxies,
             scratch: Vec::with_capacity(256),
         })
     }
 
     /// The strings of a new connection.
     pub fn connection(&self, py: Python<'_>, peer: &Peer) -> ConnStrings {
-        let (remote_addr, remote_port) = match peer {
+        let (remote_addr, remote_port, proxy) = match peer {
             Peer::Tcp(addr) => (
                 PyString::new(py, &addr.ip().to_string()).unbind(),
                 PyString::new(py, itoa::Buffer::new().format(addr.port())).unbind(),
+                self.trusted_proxies.trusts(addr.ip()),
             ),
-            Peer::Unix => (self.empty.clone_ref(py), self.empty.clone_ref(py)),
+            // Only processes on this machine reach a Unix socket: always trusted.
+            Peer::Unix => (self.empty.clone_ref(py), self.empty.clone_ref(py), true),
         };
         ConnStrings {
             remote_addr,
             remote_port,
             host: None,
+            proxy,
         }
     }
 
@@ -294,6 +331,10 @@ impl Environ {
             }
         }
 
+        if conn.proxy && common_seen & FORWARDED_BITS != 0 {
+            self.apply_forwarded(&env)?;
+        }
+
         let body_len = match req.body {
             RequestBody::Memory(data) => data.len() as u64,
             RequestBody::File(_, len) => len,
@@ -311,6 +352,26 @@ impl Environ {
         };
         env.set_item(&self.wsgi_input, input)?;
         Ok(env)
+    }
+}
+
+impl Environ {
+    /// REMOTE_ADDR and `wsgi.url_scheme` from the X-Forwarded-For/-Proto a trusted peer
+    /// sent (already in `env`, repeated fields joined).
+    fn apply_forwarded(&self, env: &Bound<'_, PyDict>) -> PyResult<()> {
+        if let Some(value) = env.get_item(&self.header_keys[X_FORWARDED_FOR])? {
+            let value = value.cast_into::<PyString>()?;
+            if let Some(client) = self.trusted_proxies.client_address(value.to_str()?) {
+                env.set_item(&self.remote_addr, client.to_string())?;
+            }
+        }
+        if let Some(value) = env.get_item(&self.header_keys[X_FORWARDED_PROTO])? {
+            let value = value.cast_into::<PyString>()?;
+            if let Some(scheme) = forwarded::scheme(value.to_str()?.as_bytes()) {
+                env.set_item(&self.url_scheme, scheme)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -337,6 +398,8 @@ pub struct ConnStrings {
     remote_port: Py<PyString>,
     /// The last Host value: clients send the same one on every request of a connection.
     host: Option<Py<PyString>>,
+    /// The peer is a trusted proxy: its X-Forwarded-For/-Proto count.
+    proxy: bool,
 }
 
 impl ConnStrings {

@@ -75,6 +75,7 @@ pub struct Site<'a> {
     pub server_name: &'a str,
     pub server_port: &'a str,
     pub multiprocess: bool,
+    pub trusted_proxies: &'a crate::forwarded::TrustedProxies,
 }
 
 /// Whether `obj` is referenced from nowhere but here.
@@ -109,6 +110,7 @@ impl<'py> WsgiApp<'py> {
                 server_name: site.server_name,
                 server_port: site.server_port,
                 multiprocess: site.multiprocess,
+                trusted_proxies: site.trusted_proxies.clone(),
                 file_wrapper,
             },
         )?;
