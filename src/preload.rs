@@ -24,6 +24,7 @@ use rustix::net::{
 };
 use rustix::process::{getppid, waitpid, WaitOptions};
 
+use crate::contract::{ExitCode, Message};
 use crate::log;
 use crate::wsgi;
 
@@ -102,18 +103,18 @@ pub struct Forked {
 /// Answers fork requests on `socket` until the launcher closes it. Returns in the parent
 /// with the exit code, or in a forked instance with what it is to serve.
 pub fn serve_fork_requests(py: Python<'_>, socket: UnixDatagram) -> Outcome {
-    if let Err(e) = send(&socket, "ready", &[]) {
+    if let Err(e) = send(&socket, &Message::Ready.encode(), &[]) {
         log::fatal(&format!("preloader: cannot reach the launcher: {e}"));
-        return Outcome::Exit(1);
+        return Outcome::Exit(ExitCode::Failure.code());
     }
     loop {
         let request = py.detach(|| receive(&socket));
         let (text, fds) = match request {
             Ok(Some(message)) => message,
-            Ok(None) => return Outcome::Exit(0),
+            Ok(None) => return Outcome::Exit(ExitCode::Graceful.code()),
             Err(e) => {
                 log::error(&format!("preloader: control socket failed: {e}"));
-                return Outcome::Exit(1);
+                return Outcome::Exit(ExitCode::Failure.code());
             }
         };
         let Some(slot) = parse_fork_request(&text) else {
@@ -180,9 +181,9 @@ fn fork_instance(py: Python<'_>) -> Result<Option<i32>, String> {
             Ok(0) => return Ok(None),
             Ok(pid) => {
                 let _ = pid_write.send(pid.to_string().as_bytes());
-                wsgi::fork::exit_now(py, 0)
+                wsgi::fork::exit_now(py, ExitCode::Graceful.code())
             }
-            Err(_) => wsgi::fork::exit_now(py, 1),
+            Err(_) => wsgi::fork::exit_now(py, ExitCode::Failure.code()),
         }
     }
     drop(pid_write);

@@ -15,14 +15,13 @@ use rustix::process::Signal;
 
 use super::child::{describe_exit, reap_adopted, Instance, Recipe, Role};
 use super::Launcher;
+use crate::contract::{ExitCode, Message};
 use crate::{log, preload};
 
 /// How long the preloader has to answer one fork request.
 const FORK_ANSWER_WAIT: Duration = Duration::from_secs(5);
 /// How often the launcher looks at a starting preloader.
 const START_POLL: Duration = Duration::from_millis(50);
-/// The app could not be imported (the instance's exit code for it).
-const EXIT_IMPORT_ERROR: i32 = 2;
 
 fn is_wait_over(e: &io::Error) -> bool {
     matches!(
@@ -99,15 +98,18 @@ impl Preloader {
         while Instant::now() < deadline {
             let poll_until = (Instant::now() + START_POLL).min(deadline);
             match self.receive(poll_until) {
-                Ok(answer) if answer == "ready" => return Ok(()),
+                Ok(answer) if Message::parse(answer.as_bytes()) == Some(Message::Ready) => {
+                    return Ok(())
+                }
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
                 Err(e) => return Err((1, format!("preloader socket: {e}"))),
             }
             if let Some(status) = self.try_exit() {
+                let load_failure = ExitCode::AppLoadFailure.code();
                 return Err(match status.code() {
-                    Some(EXIT_IMPORT_ERROR) => (
-                        EXIT_IMPORT_ERROR,
+                    Some(code) if code == load_failure => (
+                        load_failure,
                         "the app failed to import in the preloader (traceback above)".into(),
                     ),
                     _ => (1, format!("the preloader {}", describe_exit(status))),
