@@ -53,16 +53,21 @@ def write_app(tmp_path, version="v1"):
     return app_file
 
 
+def start_preloaded(launcher_start, tmp_path, env=None):
+    """A ready `--workers 2 --preload` launcher of the test app; its ports and app file."""
+    app_file = write_app(tmp_path)
+    ports = launcher_free_ports(1)
+    p = launcher_start("--workers", "2", "--port", ports[0], "--preload", f"{app_file}:app", env=env)
+    p.wait_ready()
+    return p, ports, app_file
+
+
 def lines(path):
     return path.read_text().split() if path.exists() else []
 
 
 def test_preload_imports_the_app_once_and_forks_the_instances(launcher_start, tmp_path):
-    app_file = write_app(tmp_path)
-    ports = launcher_free_ports(1)
-    env = {"PYTHONUNBUFFERED": ""}
-    p = launcher_start("--workers", "2", "--port", ports[0], "--preload", f"{app_file}:app", env=env)
-    p.wait_ready()
+    p, ports, app_file = start_preloaded(launcher_start, tmp_path, env={"PYTHONUNBUFFERED": ""})
     importers = lines(tmp_path / "imports.log")
     assert len(importers) == 1, f"imported {len(importers)} times: {p.output()}"
     instances = p.instance_pids()
@@ -101,10 +106,7 @@ def test_preload_respawns_a_killed_instance_from_the_preloader(launcher_start, t
 
 
 def test_preload_reload_under_load_serves_new_code_and_fails_no_request(launcher_start, tmp_path):
-    app_file = write_app(tmp_path)
-    ports = launcher_free_ports(1)
-    p = launcher_start("--workers", "2", "--port", ports[0], "--preload", f"{app_file}:app")
-    p.wait_ready()
+    p, ports, app_file = start_preloaded(launcher_start, tmp_path)
     load = LauncherLoad(ports[0], threads=6, max_seconds=60)
     load.wait_for_requests(200)
     write_app(tmp_path, "v2")
@@ -127,10 +129,7 @@ def test_preload_reload_under_load_serves_new_code_and_fails_no_request(launcher
 
 
 def test_preload_reload_with_broken_code_keeps_serving(launcher_start, tmp_path):
-    app_file = write_app(tmp_path)
-    ports = launcher_free_ports(1)
-    p = launcher_start("--workers", "2", "--port", ports[0], "--preload", f"{app_file}:app")
-    p.wait_ready()
+    p, ports, app_file = start_preloaded(launcher_start, tmp_path)
     before = p.instance_pids()
     app_file.write_text("def broken(:\n")
     hup_at = time.monotonic()
@@ -172,10 +171,7 @@ def test_preload_needs_the_launcher(tmp_path):
 
 
 def test_preload_stop_leaves_no_process_behind(launcher_start, tmp_path):
-    app_file = write_app(tmp_path)
-    ports = launcher_free_ports(1)
-    p = launcher_start("--workers", "2", "--port", ports[0], "--preload", f"{app_file}:app")
-    p.wait_ready()
+    p, ports, app_file = start_preloaded(launcher_start, tmp_path)
     family = launcher_descendants(p.proc.pid)
     assert len(family) == 3, family  # the preloader and two instances
     assert p.stop() == 0
@@ -185,10 +181,7 @@ def test_preload_stop_leaves_no_process_behind(launcher_start, tmp_path):
 def test_a_preloader_started_again_replaces_every_instance(launcher_start, tmp_path):
     # Bug: after the preloader died, the next crash forked its replacement from a new
     # preloader that imported the changed code, while the other instance kept the old code.
-    app_file = write_app(tmp_path)
-    ports = launcher_free_ports(1)
-    p = launcher_start("--workers", "2", "--port", ports[0], "--preload", f"{app_file}:app")
-    p.wait_ready()
+    p, ports, app_file = start_preloaded(launcher_start, tmp_path)
     write_app(tmp_path, "v2")  # changed on disk, no SIGHUP
     preloader = next(pid for pid in launcher_descendants(p.proc.pid)
                      if pid not in p.instance_pids().values())  # fmt: skip
