@@ -179,11 +179,10 @@ impl<A: App> Conn<A> {
     /// At the start of a drain: an idle connection is closed after `DRAIN_IDLE_GRACE`
     /// unless a request arrives first; that request is answered and the connection closed.
     pub fn begin_drain(&mut self, sh: &mut Shared<A::Chunk>, slot: usize) {
-        if self.is_idle() {
-            let when = sh.now + DRAIN_IDLE_GRACE;
-            if self.deadline.is_none_or(|d| when < d) {
-                self.set_deadline(sh, slot, when);
-            }
+        if self.is_idle() && self.deadline.is_none_or(|d| sh.now + DRAIN_IDLE_GRACE < d) {
+            // Idle from now on: `arm` gives a draining idle connection the grace.
+            self.since = sh.now;
+            self.arm(sh, slot);
         }
     }
 

@@ -235,7 +235,6 @@ pub fn run<A: App>(app: &mut A, listener: Listener, mut settings: Settings) -> i
     };
     let mut state = LoopState::new(&poll, listener, settings)?;
     loop {
-        state.beat(&mut app.heartbeat);
         state.flush_access_log();
         if state.drained() {
             break;

@@ -129,6 +129,8 @@ pub struct Environ {
     remote_addr: Py<PyString>,
     remote_port: Py<PyString>,
     url_scheme: Py<PyString>,
+    /// `wsgi.url_scheme`'s value behind a TLS proxy.
+    https: Py<PyString>,
     content_type: Py<PyString>,
     content_length: Py<PyString>,
     wsgi_input: Py<PyString>,
@@ -194,6 +196,7 @@ impl Environ {
             remote_addr: key(py, "REMOTE_ADDR"),
             remote_port: key(py, "REMOTE_PORT"),
             url_scheme: key(py, "wsgi.url_scheme"),
+            https: key(py, "https"),
             content_type: key(py, "CONTENT_TYPE"),
             content_length: key(py, "CONTENT_LENGTH"),
             wsgi_input: key(py, "wsgi.input"),
@@ -361,14 +364,21 @@ impl Environ {
     fn apply_forwarded(&self, env: &Bound<'_, PyDict>) -> PyResult<()> {
         if let Some(value) = env.get_item(&self.header_keys[X_FORWARDED_FOR])? {
             let value = value.cast_into::<PyString>()?;
-            if let Some(client) = self.trusted_proxies.client_address(value.to_str()?) {
-                env.set_item(&self.remote_addr, client.to_string())?;
+            let text = value.to_str()?;
+            match self.trusted_proxies.client_address(text) {
+                // nginx sends one address: the header's own string serves as is.
+                Some(client) if client.len() == text.len() => {
+                    env.set_item(&self.remote_addr, &value)?
+                }
+                Some(client) => env.set_item(&self.remote_addr, client)?,
+                None => {}
             }
         }
         if let Some(value) = env.get_item(&self.header_keys[X_FORWARDED_PROTO])? {
             let value = value.cast_into::<PyString>()?;
-            if let Some(scheme) = forwarded::scheme(value.to_str()?.as_bytes()) {
-                env.set_item(&self.url_scheme, scheme)?;
+            // The template already says "http"; only "https" changes it.
+            if forwarded::scheme(value.to_str()?.as_bytes()) == Some("https") {
+                env.set_item(&self.url_scheme, &self.https)?;
             }
         }
         Ok(())

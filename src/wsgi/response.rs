@@ -376,24 +376,25 @@ fn push_header(
     let name = &out[line..name_end];
     let value = &out[value_start..];
     let mut keep = true;
-    if name.eq_ignore_ascii_case(b"content-length") && !http1::may_send_content_length(facts.status)
-    {
-        // RFC 9110 8.6: never on a 1xx or 204 response, whatever the app says.
-        keep = false;
-    } else if name.eq_ignore_ascii_case(b"content-length") {
-        let n = http1::parse_decimal(value.trim_ascii()).ok_or_else(|| {
-            Invalid::Message(format!(
-                "bad Content-Length {:?}",
-                String::from_utf8_lossy(value)
-            ))
-        })?;
-        if facts.content_length.is_some_and(|m| m != n) {
-            return Err(Invalid::Message(
-                "two different Content-Length headers".into(),
-            ));
+    if name.eq_ignore_ascii_case(b"content-length") {
+        if http1::may_send_content_length(facts.status) {
+            let n = http1::parse_decimal(value.trim_ascii()).ok_or_else(|| {
+                Invalid::Message(format!(
+                    "bad Content-Length {:?}",
+                    String::from_utf8_lossy(value)
+                ))
+            })?;
+            if facts.content_length.is_some_and(|m| m != n) {
+                return Err(Invalid::Message(
+                    "two different Content-Length headers".into(),
+                ));
+            }
+            keep = facts.content_length.is_none();
+            facts.content_length = Some(n);
+        } else {
+            // RFC 9110 8.6: never on a 1xx or 204 response, whatever the app says.
+            keep = false;
         }
-        keep = facts.content_length.is_none();
-        facts.content_length = Some(n);
     } else if name.eq_ignore_ascii_case(b"connection") {
         // The server frames the connection itself; it honours a request to close.
         facts.close |= value
