@@ -1,4 +1,4 @@
-"""Plain WSGI apps for the benchmark scenarios (stdlib only, no framework).
+"""WSGI apps for the benchmark scenarios: plain stdlib apps, and one Flask route.
 
 Every server in a scenario serves the same callable from this module, so the
 measured difference is the server's own cost. Each app's expected answer is
@@ -12,12 +12,19 @@ import hashlib
 import hmac
 import sys
 
+try:
+    import flask
+except ImportError:  # the flask scenario is then listed under "Not run"
+    flask = None
+
 HELLO_BODY = b"Hello, World!\n"  # 14 bytes
 BIG_BODY = b"0123456789abcdef" * 4096  # 64 KiB
 ECHO_SIZE = 4096
 
 # Chained HMAC-SHA256 signatures per token request; tuned to about 1 ms of CPU
 # on the bench machine (see --calibrate).
+FLASK_BODY = b"Hello from Flask!\n"
+
 TOKEN_ROUNDS = 650
 TOKEN_SECRET = b"evserve-bench-secret-key"
 TOKEN_SALT = b"evserve-bench-salt"
@@ -126,6 +133,15 @@ def token(environ, start_response):
     return _respond(start_response, make_token() + b"\n")
 
 
+if flask is not None:
+    flask_hello = flask.Flask(__name__)
+
+    @flask_hello.route("/flask")
+    def _flask_hello_route():
+        """A real framework's routing, request and response objects around a short body."""
+        return flask.Response(FLASK_BODY, mimetype="text/plain")
+
+
 def expected(scenario_app):
     """(method, path, request body, expected response body) for an app name."""
     if scenario_app == "hello":
@@ -139,6 +155,8 @@ def expected(scenario_app):
         return ("GET", "/environ", None, b"GET /environ http\n")
     if scenario_app == "token":
         return ("GET", "/token", None, make_token() + b"\n")
+    if scenario_app == "flask_hello":
+        return ("GET", "/flask", None, FLASK_BODY)
     raise KeyError(scenario_app)
 
 

@@ -224,7 +224,7 @@ MULTI = [
 
 
 class Scenario:
-    def __init__(self, name, title, app, servers, wrk_args=(), script=None, cpu_target=None):
+    def __init__(self, name, title, app, servers, wrk_args=(), script=None, cpu_target=None, needs=None):
         self.name = name
         self.title = title
         self.app = app
@@ -232,6 +232,7 @@ class Scenario:
         self.wrk_args = list(wrk_args)
         self.script = script
         self.cpu_target = cpu_target  # evserve CPU/request relative to bjoern
+        self.needs = needs  # module the app imports, installed into the bench venv
 
 
 SINGLE_PYTHON = [s for s in SINGLE if not s.static]
@@ -256,6 +257,7 @@ SCENARIOS = [
     ),
     Scenario("environ", "reads ~20 environ keys", "environ_app", SINGLE_PYTHON, cpu_target=0.85),
     Scenario("token", "~1 ms CPU (HMAC/HKDF token), 1 and 2 processes", "token", SINGLE_PYTHON + MULTI),
+    Scenario("flask", "Flask hello route, keep-alive", "flask_hello", SINGLE_PYTHON, needs="flask"),
 ]
 
 
@@ -516,6 +518,11 @@ def available(server, peer_status):
         return None if os.access(evserve_b_bin(), os.X_OK) else "EVSERVE_BIN_B is not executable"
     if need == "nginx":
         return None if _which("nginx") else "nginx not installed"
+    return module_missing(need, peer_status)
+
+
+def module_missing(need, peer_status):
+    """None if the bench venv imports the module, else why not."""
     status = peer_status.get(need)
     if status and not status["ok"]:
         return status["note"]
@@ -919,7 +926,7 @@ def versions():
     )
     try:
         for pkg in json.loads(probe.stdout):
-            if pkg["name"].lower() in ("bjoern", "granian", "gunicorn", "waitress", "pyruvate", "meinheld"):
+            if pkg["name"].lower() in ("bjoern", "granian", "gunicorn", "waitress", "pyruvate", "meinheld", "flask"):
                 out[pkg["name"].lower()] = pkg["version"]
     except ValueError:
         pass
@@ -1011,6 +1018,11 @@ def main():
     results = {}
     for scenario in SCENARIOS:
         if only and scenario.name not in only:
+            continue
+        why = scenario.needs and module_missing(scenario.needs, peer_status)
+        if why:
+            notes["scenario " + scenario.name] = why
+            print("\n== %s: not run, %s" % (scenario.name, why), flush=True)
             continue
         results[scenario.name] = run_scenario(scenario, args, ports, logdir, peer_status, notes)
     meta["noise_after"] = noise.measure(noise_seconds)

@@ -5,7 +5,7 @@
 #                [--connections 50] [--warmup 1] [--quick] [--no-build]
 #
 # Installs what it needs (wrk, nginx, libev-dev and a C toolchain via apt-get;
-# the bench venv bench/.venv with the peer servers and matplotlib), installs
+# the bench venv bench/.venv with the peer servers, flask and matplotlib), installs
 # evserve from this checkout into it (pip install, release build), then runs
 # bench/bench.py, which writes bench/results/latest.md and bench/results/latest.png.
 # --no-build uses the evserve already installed in bench/.venv (others may be compiling).
@@ -64,7 +64,8 @@ importable matplotlib || pip install matplotlib || { say "matplotlib failed: no 
 
 : > "$STATUS.new"
 record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$STATUS.new"; }
-for peer in bjoern granian gunicorn waitress pyruvate; do
+# flask is not a server: the flask scenario's app needs it.
+for peer in bjoern granian gunicorn waitress pyruvate flask; do
     if importable "$peer"; then
         record "$peer" ok ""
     else
