@@ -11,8 +11,8 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{
-    AppSpec, BindAddr, InstanceConfig, LauncherConfig, Limits, Mode, PythonSetup, Timeouts,
-    TrustedProxies,
+    AppSpec, BindAddr, InstanceConfig, LauncherConfig, Limits, Mode, PythonSetup, StaticMount,
+    Timeouts, TrustedProxies,
 };
 
 #[derive(Parser, Debug)]
@@ -125,6 +125,9 @@ pub struct NginxConfigArgs {
     /// Idle connections nginx keeps to the upstream.
     #[arg(long, value_name = "N", default_value_t = 256)]
     pub upstream_keepalive: u32,
+    /// Serve files under DIR at URL_PREFIX (repeatable), as the launcher's --static.
+    #[arg(long = "static", value_name = "URL_PREFIX=DIR")]
+    pub static_mounts: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -193,6 +196,10 @@ pub struct ServeArgs {
     /// X-Forwarded-Proto set REMOTE_ADDR and wsgi.url_scheme; Unix-socket peers always count.
     #[arg(long, value_name = "IPS", default_value = "127.0.0.1,::1")]
     pub forwarded_allow_ips: String,
+    /// Serve the files under DIR for paths starting with URL_PREFIX, without calling the
+    /// app (repeatable; nginx serves them itself when the launcher writes its configuration).
+    #[arg(long = "static", value_name = "URL_PREFIX=DIR")]
+    pub static_mounts: Vec<String>,
 
     /// Launcher: one instance per port in FIRST-LAST, each on its own port.
     #[arg(long, value_name = "FIRST-LAST", conflicts_with_all = ["workers", "bind"])]
@@ -286,6 +293,55 @@ pub fn parse_host_port(text: &str) -> Result<SocketAddr, String> {
     format!("{host}:{port}")
         .parse::<SocketAddr>()
         .map_err(|_| format!("'{text}' is not an IP address and port"))
+}
+
+/// Parses `URL_PREFIX=DIR` (`/static/=/srv/app/static`): the prefix gets its slashes, the
+/// directory must exist and is made absolute and canonical.
+pub fn parse_static_mount(text: &str) -> Result<StaticMount, String> {
+    let (prefix, dir) = text
+        .split_once('=')
+        .ok_or_else(|| format!("'{text}' should look like /static/=DIR"))?;
+    let prefix = prefix.trim();
+    if !prefix.starts_with('/') {
+        return Err(format!("'{text}': the URL prefix must start with /"));
+    }
+    if prefix
+        .bytes()
+        .any(|b| !(0x21..=0x7e).contains(&b) || b == b'%' || b == b'?' || b == b'#')
+        || prefix.split('/').any(|part| part == "." || part == "..")
+    {
+        return Err(format!(
+            "'{text}': the URL prefix must be a plain path (no spaces, %, ?, #, . or ..)"
+        ));
+    }
+    let url_prefix = if prefix.ends_with('/') {
+        prefix.to_string()
+    } else {
+        format!("{prefix}/")
+    };
+    if dir.is_empty() {
+        return Err(format!("'{text}' names no directory"));
+    }
+    let dir = std::fs::canonicalize(dir).map_err(|e| format!("'{text}': directory {dir}: {e}"))?;
+    if !dir.is_dir() {
+        return Err(format!("'{text}': {} is not a directory", dir.display()));
+    }
+    Ok(StaticMount { url_prefix, dir })
+}
+
+/// Parses every `--static` value, longest prefix first so that the most specific wins.
+pub fn parse_static_mounts(values: &[String]) -> Result<Vec<StaticMount>, String> {
+    let mut mounts = values
+        .iter()
+        .map(|v| parse_static_mount(v).map_err(|e| format!("--static: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    mounts.sort_by(|a, b| b.url_prefix.len().cmp(&a.url_prefix.len()));
+    for pair in mounts.windows(2) {
+        if pair[0].url_prefix == pair[1].url_prefix {
+            return Err(format!("--static: {} is given twice", pair[0].url_prefix));
+        }
+    }
+    Ok(mounts)
 }
 
 fn parse_bind(serve: &ServeArgs) -> Result<BindAddr, String> {
@@ -400,6 +456,7 @@ impl ServeArgs {
             backlog: self.backlog,
             trusted_proxies: TrustedProxies::parse(&self.forwarded_allow_ips)
                 .map_err(|e| format!("--forwarded-allow-ips: {e}"))?,
+            static_mounts: parse_static_mounts(&self.static_mounts)?,
             multiprocess: self.port_range.is_some() || self.workers.is_some(),
             shared_listener: self.port_range.is_none() && self.workers.is_some(),
         };
@@ -531,6 +588,25 @@ mod tests {
         let port = find("port").unwrap();
         assert!(port.takes_value && !port.repeatable);
         assert!(find("venv").is_none() && find("help").is_none() && find("version").is_none());
+    }
+
+    #[test]
+    fn static_mounts_need_a_plain_prefix_and_an_existing_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let m = parse_static_mount(&format!("/static={d}")).unwrap();
+        assert_eq!(m.url_prefix, "/static/");
+        assert_eq!(m.dir, std::fs::canonicalize(d).unwrap());
+        assert!(parse_static_mount(d).is_err());
+        assert!(parse_static_mount(&format!("static/={d}")).is_err());
+        assert!(parse_static_mount(&format!("/a/../b/={d}")).is_err());
+        assert!(parse_static_mount(&format!("/a%20b/={d}")).is_err());
+        assert!(parse_static_mount("/static/=/no/such/dir").is_err());
+        let both = [format!("/s/={d}"), format!("/s/media/={d}")];
+        let mounts = parse_static_mounts(&both).unwrap();
+        assert_eq!(mounts[0].url_prefix, "/s/media/");
+        let twice = [format!("/s={d}"), format!("/s/={d}")];
+        assert!(parse_static_mounts(&twice).is_err());
     }
 
     #[test]

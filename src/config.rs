@@ -100,6 +100,16 @@ impl std::fmt::Display for BindAddr {
     }
 }
 
+/// One `--static URL_PREFIX=DIR`: a request whose path starts with `url_prefix` names a
+/// file under `dir`, served without calling the app.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaticMount {
+    /// Starts and ends with `/` (`/static/`).
+    pub url_prefix: String,
+    /// Absolute and canonical: an existing directory, symlinks resolved.
+    pub dir: PathBuf,
+}
+
 /// Where the app's imports come from (the packages are those of the running Python).
 #[derive(Clone, Debug, Default)]
 pub struct PythonSetup {
@@ -137,6 +147,8 @@ pub struct InstanceConfig {
     /// `--forwarded-allow-ips`: peers whose X-Forwarded-For/-Proto set REMOTE_ADDR and
     /// `wsgi.url_scheme`.
     pub trusted_proxies: TrustedProxies,
+    /// `--static`: URL prefixes answered from directories, longest prefix first.
+    pub static_mounts: Vec<StaticMount>,
     /// `wsgi.multiprocess`: true when started by the launcher.
     pub multiprocess: bool,
     /// Other instances accept from the same listening socket (`--workers`).

@@ -49,6 +49,7 @@ fn several_hosts_args() -> NginxConfigArgs {
         max_body_size: "10M".into(),
         keep_alive: 75,
         upstream_keepalive: 256,
+        static_mounts: vec![],
     }
 }
 
