@@ -335,7 +335,7 @@ pub fn parse_static_mounts(values: &[String]) -> Result<Vec<StaticMount>, String
         .iter()
         .map(|v| parse_static_mount(v).map_err(|e| format!("--static: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
-    mounts.sort_by(|a, b| b.url_prefix.len().cmp(&a.url_prefix.len()));
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.url_prefix.len()));
     for pair in mounts.windows(2) {
         if pair[0].url_prefix == pair[1].url_prefix {
             return Err(format!("--static: {} is given twice", pair[0].url_prefix));
