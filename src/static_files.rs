@@ -173,7 +173,10 @@ impl Conditions {
 pub enum Body {
     None,
     /// `len` bytes of the file from `start`.
-    File { start: u64, len: u64 },
+    File {
+        start: u64,
+        len: u64,
+    },
     /// A short plain-text explanation.
     Text(&'static str),
 }
@@ -377,7 +380,10 @@ fn parse_range(value: &[u8], size: u64) -> RangeAnswer {
     let Some(unit_end) = value.iter().position(|&b| b == b'=') else {
         return RangeAnswer::Whole;
     };
-    if !value[..unit_end].trim_ascii().eq_ignore_ascii_case(b"bytes") {
+    if !value[..unit_end]
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"bytes")
+    {
         return RangeAnswer::Whole;
     }
     let spec = value[unit_end + 1..].trim_ascii();

@@ -159,6 +159,8 @@ pub struct Settings {
     pub heartbeat: Option<UnixDatagram>,
     /// Read end of the pipe the stop-signal handlers write to.
     pub signals: std::os::unix::net::UnixStream,
+    /// `--static` mounts, answered without the app.
+    pub static_site: crate::static_files::StaticSite,
 }
 
 /// The `Date` header value and the access-log time, remade once a second.
@@ -222,6 +224,7 @@ pub(crate) struct Shared<C> {
     /// The stop-signal pipe, peeked so a response after a signal not yet read says close.
     pub stop_signals: Option<std::os::fd::OwnedFd>,
     pub requests_served: u64,
+    pub static_site: crate::static_files::StaticSite,
 }
 
 /// Serves until a stop signal and the drain after it. Returns once every connection is
@@ -397,6 +400,7 @@ impl<A: App> LoopState<A> {
                 draining: false,
                 stop_signals,
                 requests_served: 0,
+                static_site: settings.static_site,
             },
             max_connections: settings.max_connections,
             gate: AcceptGate::new(settings.shares_listener),

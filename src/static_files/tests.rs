@@ -60,8 +60,14 @@ fn the_path_is_percent_decoded_before_matching() {
 fn the_root_path_is_taken_off_first() {
     let mut s = site();
     s.root_path = b"/app".to_vec();
-    assert_eq!(s.route(b"/app/static/a.css"), file_route("/srv/static", "a.css"));
-    assert_eq!(s.route(b"/static/a.css"), file_route("/srv/static", "a.css"));
+    assert_eq!(
+        s.route(b"/app/static/a.css"),
+        file_route("/srv/static", "a.css")
+    );
+    assert_eq!(
+        s.route(b"/static/a.css"),
+        file_route("/srv/static", "a.css")
+    );
     assert_eq!(s.route(b"/apps/static/a.css"), Route::App);
 }
 
@@ -156,13 +162,22 @@ fn a_plain_get_is_200_with_validators_type_and_length() {
     assert_eq!(header(&p, "Last-Modified"), Some(LAST_MODIFIED));
     assert_eq!(header(&p, "ETag"), Some(&etag()[..]));
     assert_eq!(header(&p, "Accept-Ranges"), Some("bytes"));
-    assert_eq!(p.body, Body::File { start: 0, len: 1000 });
+    assert_eq!(
+        p.body,
+        Body::File {
+            start: 0,
+            len: 1000
+        }
+    );
 }
 
 #[test]
 fn the_content_type_comes_from_the_extension_with_a_charset_for_text() {
     assert_eq!(content_type(Path::new("a.png")), "image/png");
-    assert_eq!(content_type(Path::new("a.html")), "text/html; charset=utf-8");
+    assert_eq!(
+        content_type(Path::new("a.html")),
+        "text/html; charset=utf-8"
+    );
     assert!(content_type(Path::new("a.js")).ends_with("; charset=utf-8"));
     assert_eq!(
         content_type(Path::new("noextension")),
@@ -286,7 +301,13 @@ fn a_closed_range_is_206_with_content_range() {
 fn an_open_range_runs_to_the_end() {
     let p = range("bytes=990-");
     assert_eq!(header(&p, "Content-Range"), Some("bytes 990-999/1000"));
-    assert_eq!(p.body, Body::File { start: 990, len: 10 });
+    assert_eq!(
+        p.body,
+        Body::File {
+            start: 990,
+            len: 10
+        }
+    );
 }
 
 #[test]
@@ -295,7 +316,13 @@ fn a_suffix_range_is_the_last_bytes() {
     assert_eq!(p.body, Body::File { start: 995, len: 5 });
     let all = range("bytes=-5000");
     assert_eq!(all.status, 206);
-    assert_eq!(all.body, Body::File { start: 0, len: 1000 });
+    assert_eq!(
+        all.body,
+        Body::File {
+            start: 0,
+            len: 1000
+        }
+    );
 }
 
 #[test]
@@ -316,10 +343,23 @@ fn a_range_past_the_end_is_416_with_the_size() {
 
 #[test]
 fn several_ranges_or_an_invalid_one_get_the_whole_file() {
-    for r in ["bytes=0-1,5-6", "bytes=5-1", "items=0-1", "bytes=a-b", "bytes=", "0-1"] {
+    for r in [
+        "bytes=0-1,5-6",
+        "bytes=5-1",
+        "items=0-1",
+        "bytes=a-b",
+        "bytes=",
+        "0-1",
+    ] {
         let p = range(r);
         assert_eq!(p.status, 200, "{r}");
-        assert_eq!(p.body, Body::File { start: 0, len: 1000 });
+        assert_eq!(
+            p.body,
+            Body::File {
+                start: 0,
+                len: 1000
+            }
+        );
     }
 }
 
