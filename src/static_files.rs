@@ -57,7 +57,8 @@ impl StaticSite {
     /// Routes a request path as sent (percent-encoded, without the query). The root path
     /// is taken off first when the path starts with it, as for PATH_INFO.
     pub fn route(&self, raw_path: &[u8]) -> Route<'_> {
-        let decoded: Vec<u8> = percent_encoding::percent_decode(raw_path).collect();
+        // Borrowed unless something was encoded.
+        let decoded: std::borrow::Cow<'_, [u8]> = percent_encoding::percent_decode(raw_path).into();
         let mut path = &decoded[..];
         if !self.root_path.is_empty()
             && path.starts_with(&self.root_path)

@@ -224,6 +224,7 @@ pub(crate) struct Shared<C> {
     /// The stop-signal pipe, peeked so a response after a signal not yet read says close.
     pub stop_signals: Option<std::os::fd::OwnedFd>,
     pub requests_served: u64,
+    /// `--static` mounts, answered without the app.
     pub static_site: crate::static_files::StaticSite,
 }
 

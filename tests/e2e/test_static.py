@@ -111,6 +111,11 @@ def test_paths_outside_every_prefix_still_reach_the_app(server):
     assert app_calls(server)[before:] == ["/", "/static", "/staticfiles/style.css"]
 
 
+def test_a_query_string_is_not_part_of_the_file_name(server, no_app_calls):
+    r = fetch(server, "/static/style.css?v=3&x=%2e%2e")
+    assert (r.status, r.body) == (200, CSS)
+
+
 def test_a_second_mount_with_its_own_prefix_is_served(server, no_app_calls):
     r = fetch(server, "/media/files/inner.txt")
     assert (r.status, r.body) == (200, b"inner\n")

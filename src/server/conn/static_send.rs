@@ -18,6 +18,7 @@ use rustix::io::Errno;
 use super::super::output::Output;
 use super::super::FileBody;
 use super::{end_head, Work};
+use crate::http1::Head;
 use crate::log;
 use crate::static_files::{self, Body, Conditions, FileFacts, Plan, Route, StaticSite};
 
@@ -74,6 +75,12 @@ pub(super) fn answer<C: AsRef<[u8]>>(
             ));
         }
     };
+    let plan = static_files::plan(is_head, &relative, &facts, &conditions(buf, head));
+    Some(queue(work, plan, Some(file), date, keep_alive))
+}
+
+/// The conditional and range fields of the request; repeated ones joined with `, `.
+fn conditions(buf: &[u8], head: &Head) -> Conditions {
     let mut cond = Conditions::default();
     for h in &head.headers {
         if let Some(slot) = cond.slot(h.name.of(buf)) {
@@ -87,8 +94,7 @@ pub(super) fn answer<C: AsRef<[u8]>>(
             }
         }
     }
-    let plan = static_files::plan(is_head, &relative, &facts, &cond);
-    Some(queue(work, plan, Some(file), date, keep_alive))
+    cond
 }
 
 /// Writes the head (and a refusal's text) into the output; hands back the file span.
