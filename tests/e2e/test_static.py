@@ -145,6 +145,19 @@ def test_head_has_the_headers_and_no_body(server, no_app_calls):
         assert (following.status, following.body) == (200, DATA)
 
 
+def test_http10_gets_the_file_then_the_connection_closes_unless_kept_alive(server, no_app_calls):
+    with Conn(server) as c:
+        c.send(b"GET /static/style.css HTTP/1.0\r\n\r\n")
+        r = c.read_response()
+        assert (r.status, r.body, r.header("Connection")) == (200, CSS, "close")
+        assert c.closed_within(5)
+    with Conn(server) as c:
+        c.send(b"GET /static/style.css HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" * 2)
+        first, second = c.read_response(), c.read_response()
+        assert first.header("Connection") == "keep-alive"
+        assert (first.body, second.body) == (CSS, CSS)
+
+
 def test_a_post_is_405_with_allow_and_never_reaches_the_app(server, no_app_calls):
     raw = b"POST /static/style.css HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc"
     r = request(server, raw)
