@@ -91,12 +91,16 @@ pub(crate) enum Drive {
     Wait,
     Again,
     Close,
+    /// A response is queued, its write deferred to the end of the loop turn
+    /// (`Shared::defer_writes`): drive the connection again then.
+    Deferred,
 }
 
 enum Step {
     Continue,
     Wait,
     Close,
+    Deferred,
 }
 
 pub(crate) struct Conn<A: App> {
@@ -269,6 +273,7 @@ impl<A: App> Conn<A> {
                     }
                     return Drive::Wait;
                 }
+                Step::Deferred => return Drive::Deferred,
                 Step::Close => {
                     if let Phase::Writing(resp) = &self.phase {
                         // Cut short: the app failed mid-stream or the client went away.
@@ -627,6 +632,9 @@ impl<A: App> Conn<A> {
     }
 
     fn write_response(&mut self, app: &mut A, sh: &mut Shared<A::Chunk>) -> Step {
+        if sh.defer_writes && self.work.as_ref().is_some_and(|w| !w.out.is_empty()) {
+            return Step::Deferred;
+        }
         self.nagle.before_write(&self.stream);
         let (Some(work), Phase::Writing(resp)) = (self.work.as_mut(), &mut self.phase) else {
             return Step::Close;
