@@ -745,7 +745,11 @@ impl<A: App> Conn<A> {
             log_access(sh, &self.peer, work, resp.status);
         }
         work.consume_request();
-        if !resp.keep_alive || sh.draining {
+        // A response that promised keep-alive stays true to it even if a drain began while
+        // it was written (its write deferred to the end of the turn, or slow): the
+        // connection is then idle under a drain, with its grace, so the client's next
+        // request is answered (with close) instead of meeting a closed socket.
+        if !resp.keep_alive {
             self.phase = Phase::Closing { _held: resp.stream };
             return Step::Close;
         }

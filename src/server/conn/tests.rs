@@ -340,6 +340,30 @@ fn a_deferred_response_is_written_only_when_the_turn_ends_then_the_next_request_
 }
 
 #[test]
+fn a_keep_alive_response_written_after_a_drain_began_leaves_the_connection_open_for_one_more_answer(
+) {
+    let mut h = Harness::new(echo_target);
+    h.sh.defer_writes = true;
+    let (outcome, _) = h.exchange(&get("/1"), &[]);
+    assert_eq!(outcome, Outcome::Deferred);
+    // The stop signal is read in the same turn, before the deferred write.
+    h.sh.draining = true;
+    h.sh.defer_writes = false;
+    assert_eq!(h.run(), Outcome::Wait);
+    let first = parse_responses(&h.received(), &[]);
+    assert_eq!(first.len(), 1);
+    assert_ne!(first[0].header("Connection"), Some("close"));
+    assert!(
+        !h.eof,
+        "closed right after a response that promised keep-alive"
+    );
+    let (outcome, responses) = h.exchange(&get("/2"), &[]);
+    assert_eq!(outcome, Outcome::Closed);
+    assert_eq!(responses.len(), 1);
+    assert_eq!(responses[0].header("Connection"), Some("close"));
+}
+
+#[test]
 fn pipelined_requests_in_one_read_are_answered_in_order() {
     let mut h = Harness::new(echo_target);
     let mut stream = get("/1");
