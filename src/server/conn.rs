@@ -93,12 +93,16 @@ pub(crate) enum Drive {
     Wait,
     Again,
     Close,
+    /// A response is queued, its write deferred to the end of the loop turn
+    /// (`Shared::defer_writes`): drive the connection again then.
+    Deferred,
 }
 
 enum Step {
     Continue,
     Wait,
     Close,
+    Deferred,
 }
 
 pub(crate) struct Conn<A: App> {
@@ -271,6 +275,7 @@ impl<A: App> Conn<A> {
                     }
                     return Drive::Wait;
                 }
+                Step::Deferred => return Drive::Deferred,
                 Step::Close => {
                     if let Phase::Writing(resp) = &self.phase {
                         // Cut short: the app failed mid-stream or the client went away.
@@ -657,6 +662,9 @@ impl<A: App> Conn<A> {
     }
 
     fn write_response(&mut self, app: &mut A, sh: &mut Shared<A::Chunk>) -> Step {
+        if sh.defer_writes && self.work.as_ref().is_some_and(|w| !w.out.is_empty()) {
+            return Step::Deferred;
+        }
         self.nagle.before_write(&self.stream);
         let (Some(work), Phase::Writing(resp)) = (self.work.as_mut(), &mut self.phase) else {
             return Step::Close;
@@ -767,7 +775,11 @@ impl<A: App> Conn<A> {
             log_access(sh, &self.peer, work, resp.status);
         }
         work.consume_request();
-        if !resp.keep_alive || sh.draining {
+        // A response that promised keep-alive stays true to it even if a drain began while
+        // it was written (its write deferred to the end of the turn, or slow): the
+        // connection is then idle under a drain, with its grace, so the client's next
+        // request is answered (with close) instead of meeting a closed socket.
+        if !resp.keep_alive {
             self.phase = Phase::Closing { _held: resp.stream };
             return Step::Close;
         }

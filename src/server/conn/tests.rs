@@ -129,6 +129,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(14);
 enum Outcome {
     Wait,
     Closed,
+    /// A response is queued and waits for the end of the loop turn.
+    Deferred,
 }
 
 struct Harness {
@@ -169,6 +171,7 @@ impl Harness {
             stop_signals: None,
             requests_served: 0,
             static_site: Default::default(),
+            defer_writes: false,
         };
         Harness {
             conn: Some(Conn::new(stream, Peer::Unix, 1, sh.now)),
@@ -204,6 +207,7 @@ impl Harness {
             match conn.drive(&mut self.app, &mut self.sh, 0) {
                 Drive::Wait => return Outcome::Wait,
                 Drive::Again => {}
+                Drive::Deferred => return Outcome::Deferred,
                 Drive::Close => {
                     if let Some(mut conn) = self.conn.take() {
                         conn.release(&mut self.sh);
@@ -316,6 +320,48 @@ fn parse_responses(mut data: &[u8], head_requests: &[bool]) -> Vec<Response> {
 
 fn get(target: &str) -> Vec<u8> {
     format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").into_bytes()
+}
+
+#[test]
+fn a_deferred_response_is_written_only_when_the_turn_ends_then_the_next_request_goes_on() {
+    let mut h = Harness::new(echo_target);
+    h.sh.defer_writes = true;
+    let mut stream = get("/1");
+    stream.extend(get("/2"));
+    let (outcome, responses) = h.exchange(&stream, &[]);
+    assert_eq!(outcome, Outcome::Deferred);
+    assert!(responses.is_empty(), "written before the turn ended");
+    assert_eq!(h.app.calls.len(), 1);
+    h.sh.defer_writes = false;
+    let outcome = h.run();
+    let responses = parse_responses(&h.received(), &[]);
+    assert_eq!(outcome, Outcome::Wait);
+    let bodies: Vec<_> = responses.iter().map(|r| r.body.clone()).collect();
+    assert_eq!(bodies, [&b"target=/1"[..], b"target=/2"]);
+}
+
+#[test]
+fn a_keep_alive_response_written_after_a_drain_began_leaves_the_connection_open_for_one_more_answer(
+) {
+    let mut h = Harness::new(echo_target);
+    h.sh.defer_writes = true;
+    let (outcome, _) = h.exchange(&get("/1"), &[]);
+    assert_eq!(outcome, Outcome::Deferred);
+    // The stop signal is read in the same turn, before the deferred write.
+    h.sh.draining = true;
+    h.sh.defer_writes = false;
+    assert_eq!(h.run(), Outcome::Wait);
+    let first = parse_responses(&h.received(), &[]);
+    assert_eq!(first.len(), 1);
+    assert_ne!(first[0].header("Connection"), Some("close"));
+    assert!(
+        !h.eof,
+        "closed right after a response that promised keep-alive"
+    );
+    let (outcome, responses) = h.exchange(&get("/2"), &[]);
+    assert_eq!(outcome, Outcome::Closed);
+    assert_eq!(responses.len(), 1);
+    assert_eq!(responses[0].header("Connection"), Some("close"));
 }
 
 #[test]
