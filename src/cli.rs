@@ -697,6 +697,55 @@ mod tests {
         assert!(parse_static_mounts(&twice).is_err());
     }
 
+    fn mode_of(list: &[&str]) -> Result<Mode, String> {
+        Cli::parse_from_args(args(list))
+            .map_err(|code| format!("exit {code}"))?
+            .serve
+            .validate()
+    }
+
+    #[test]
+    fn reload_runs_a_launcher_and_refuses_an_app_object() {
+        let Ok(Mode::Launcher(config)) = mode_of(&["--reload", "app:application"]) else {
+            panic!("--reload without --workers runs no launcher");
+        };
+        assert_eq!(config.workers, 1);
+        assert!(config.instance.report_source_files && config.instance.shared_listener);
+        let Ok(Mode::Launcher(config)) = mode_of(&[
+            "--reload",
+            "--reload-extra-file",
+            "t/*.html",
+            "-w",
+            "2",
+            "a:app",
+        ]) else {
+            panic!("not a launcher");
+        };
+        let extra = &config.reload.as_ref().unwrap().extra_files;
+        assert!(
+            extra[0].starts_with('/') && extra[0].ends_with("/t/*.html"),
+            "{extra:?}"
+        );
+        assert!(mode_of(&["--reload", "--reload-extra-file", "[", "a:app"]).is_err());
+        assert!(
+            mode_of(&["--reload-extra-file", "x", "a:app"]).is_err(),
+            "needs --reload"
+        );
+        let object = parse_object_flags(args(&["--reload"]))
+            .unwrap()
+            .validate_for(AppSpec::object("app"))
+            .err()
+            .unwrap();
+        assert!(
+            object.starts_with("--reload needs the app given as APP"),
+            "{object}"
+        );
+        let Ok(Mode::Launcher(plain)) = mode_of(&["-w", "2", "a:app"]) else {
+            panic!("not a launcher");
+        };
+        assert!(plain.reload.is_none() && !plain.instance.report_source_files);
+    }
+
     #[test]
     fn host_port_accepts_localhost_and_ipv6() {
         assert_eq!(

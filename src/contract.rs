@@ -104,7 +104,7 @@ pub fn encode_source_files(paths: &[String]) -> Vec<String> {
                 String::from(SOURCE_FILES_TAG),
             ));
         }
-        if SOURCE_FILES_TAG.len() + path.len() + 1 <= MAX_DATAGRAM {
+        if SOURCE_FILES_TAG.len() + path.len() < MAX_DATAGRAM {
             current.push_str(path);
             current.push('\n');
         }
