@@ -269,6 +269,9 @@ pub fn run(config: InstanceConfig) -> i32 {
 
 /// The app, or the exit code after saying why it cannot be loaded.
 fn load<'py>(py: Python<'py>, config: &InstanceConfig) -> Result<Bound<'py, PyAny>, i32> {
+    if config.report_source_files {
+        wsgi::interpreter::write_no_bytecode(py);
+    }
     wsgi::load_app(py, &config.app).map_err(|message| {
         log::fatal(&message);
         ExitCode::AppLoadFailure.code()

@@ -32,7 +32,10 @@ impl Launcher {
         match request {
             Request::Status { json: false } => Ok(self.status_report()),
             Request::Status { json: true } => Ok(format!("{}\n", self.status_json())),
-            Request::Reload => self.begin_reload(),
+            Request::Reload => {
+                log::info("reload requested (evserve reload)");
+                self.begin_reload()
+            }
             Request::Restart { instance } => self.restart_instance(instance),
             Request::Signal { signal, instance } => match instance {
                 Some(slot) => self.signal_instance(signal, slot),

@@ -346,7 +346,7 @@ pub fn console_command(command: Command) -> i32 {
                 return 2;
             }
         },
-        Command::NginxConfig(_) => return 2,
+        Command::NginxConfig(args) => return crate::nginx::config_command(&args),
     };
     let answer = one_launcher(&target).and_then(|path| ask(&path, &request));
     match answer {

@@ -45,9 +45,9 @@ def make_project(tmp_path, words="hello v1"):
     return project
 
 
-def start_watching(launcher_start, project, *flags):
+def start_watching(launcher_start, project, *flags, env=None):
     port = free_port()
-    p = launcher_start("--reload", "--port", port, *flags, "app:app", cwd=project)
+    p = launcher_start("--reload", "--port", port, *flags, "app:app", cwd=project, env=env)
     p.wait_ready()
     p.wait_for(r"--reload: watching \d+ source files? of the app", 10)
     return p, port
@@ -70,6 +70,23 @@ def test_editing_an_imported_module_serves_new_code_within_a_second(launcher_sta
     launcher_wait(lambda: body(port).startswith("hello again v2 "), 10, "the new code served")
     print(f"--reload: new code served {time.monotonic() - saved_at:.2f}s after the save")
     assert len(p.output().split("greeting.py changed")) == 2, "one save, one reload"
+
+
+def test_two_saves_of_the_same_size_within_a_second_serve_the_latest(launcher_start, tmp_path):
+    # Bug: a .pyc cached by the first reload has the size and mtime second of the second
+    # save, so Python trusted it and the first save's code was served again.
+    project = make_project(tmp_path)
+    # Python writes .pyc files unless told otherwise (empty is unset).
+    p, port = start_watching(launcher_start, project, env={"PYTHONDONTWRITEBYTECODE": ""})
+    source = project / "greeting.py"
+    save(source, "WORDS = 'hello v2'\n")
+    launcher_wait(lambda: body(port).startswith("hello v2 "), 10, "the first save served")
+    first_mtime = source.stat().st_mtime_ns
+    saved_at = time.monotonic()
+    save(source, "WORDS = 'hello v3'\n")
+    os.utime(source, ns=(first_mtime, first_mtime))
+    p.wait_for(r"reload: done", 20, after=saved_at)
+    launcher_wait(lambda: body(port).startswith("hello v3 "), 10, "the second save served")
 
 
 @pytest.mark.parametrize("preload", [False, True], ids=["exec", "preload"])
