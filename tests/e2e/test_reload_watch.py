@@ -9,7 +9,15 @@ import time
 import pytest
 
 from conftest import free_port
-from test_launcher import launcher_get, launcher_start, launcher_wait  # noqa: F401 (fixture)
+from test_launcher import (
+    LauncherLoad,
+    launcher_free_ports,
+    launcher_get,
+    launcher_nginx_args,
+    launcher_start,  # noqa: F401 (fixture)
+    launcher_wait,
+    needs_nginx,
+)
 
 APP = '''
 import os
@@ -87,6 +95,34 @@ def test_two_saves_of_the_same_size_within_a_second_serve_the_latest(launcher_st
     os.utime(source, ns=(first_mtime, first_mtime))
     p.wait_for(r"reload: done", 20, after=saved_at)
     launcher_wait(lambda: body(port).startswith("hello v3 "), 10, "the second save served")
+
+
+@needs_nginx
+def test_a_code_change_under_load_behind_nginx_fails_no_request(launcher_start, tmp_path):
+    project = make_project(tmp_path)
+    ports = launcher_free_ports(3)
+    listen, backends = ports[0], ports[1:]
+    p = launcher_start(
+        "--reload", *launcher_nginx_args(tmp_path, backends, listen), "app:app", cwd=project
+    )
+    p.wait_ready()
+    p.wait_for(r"--reload: watching", 10)
+    load = LauncherLoad(listen, threads=6, max_seconds=60)
+    load.wait_for_requests(200)
+    saved_at = time.monotonic()
+    save(project / "greeting.py", "WORDS = 'hello under load v2'\n")
+    p.wait_for(r"reload: done", 30, after=saved_at)
+    done_at = time.monotonic()
+    launcher_wait(
+        lambda: sum(1 for when, _ in list(load.bodies) if when > done_at + 1.0) >= 100,
+        15,
+        "requests answered after the reload",
+    )
+    ok, failures = load.finish()
+    print(f"--reload under load behind nginx: {ok} requests, {len(failures)} failed")
+    assert failures == [], failures[:5]
+    late = [body for when, body in load.bodies if when > done_at + 1.0]
+    assert all(b.startswith("hello under load v2 ") for b in late), late[:3]
 
 
 @pytest.mark.parametrize("preload", [False, True], ids=["exec", "preload"])
