@@ -51,6 +51,20 @@ def one_line_error(out):
     return lines[0]
 
 
+def bodies_after_reload(load, done_at, count):
+    """Stops `load` once `count` requests were answered a second after `done_at` (when the
+    reload was done); checks that none failed and returns those answers."""
+    launcher_wait(
+        lambda: sum(1 for when, _ in list(load.bodies) if when > done_at + 1.0) >= count,
+        15,
+        f"{count} requests answered a second after the reload",
+    )
+    ok, failures = load.finish()
+    print(f"under load: {ok} requests, {len(failures)} failed")
+    assert failures == [], failures[:5]
+    return [body for when, body in load.bodies if when > done_at + 1.0]
+
+
 def start_app(launcher_start, tmp_path, *flags, env=None):
     """A ready launcher of a copy of console_app (so tests may rewrite it)."""
     app_file = tmp_path / "console_copy.py"
@@ -98,15 +112,7 @@ def test_reload_under_load_fails_no_request_and_serves_new_code(launcher_start, 
     assert out.returncode == 0, out.stderr
     assert "reloading 2 instances" in out.stdout
     p.wait_for(r"reload: done", 30, after=asked_at)
-    done_at = time.monotonic()
-    launcher_wait(
-        lambda: sum(1 for when, _ in list(load.bodies) if when > done_at + 1.0) >= 50,
-        15,
-        "requests answered after the reload",
-    )
-    ok, failures = load.finish()
-    assert failures == [], failures[:5]
-    late = [body for when, body in load.bodies if when > done_at + 1.0]
+    late = bodies_after_reload(load, time.monotonic(), 50)
     assert all("version=v2" in b for b in late), late[:3]
     assert not before & set(ready_pids(tmp_path).values())
 
