@@ -11,8 +11,8 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{
-    AppSpec, BindAddr, InstanceConfig, LauncherConfig, Limits, Mode, PythonSetup, StaticMount,
-    Timeouts, TrustedProxies,
+    AppSource, AppSpec, BindAddr, InstanceConfig, LauncherConfig, Limits, Mode, PythonSetup,
+    ReloadWatch, StaticMount, Timeouts, TrustedProxies,
 };
 
 #[derive(Parser, Debug)]
@@ -99,13 +99,52 @@ pub enum Command {
     Status(StatusArgs),
     /// Print an nginx configuration for instances on one or more hosts.
     NginxConfig(NginxConfigArgs),
+    /// Rolling reload of a running launcher's instances (as SIGHUP).
+    Reload(ControlArgs),
+    /// Replace one instance of a running launcher: a new process takes over once ready.
+    Restart(RestartArgs),
+    /// Send a signal to a running launcher, or to one of its instances.
+    Signal(SignalArgs),
+    /// Stop a running launcher gracefully (as SIGTERM): in-flight requests finish.
+    Stop(ControlArgs),
+}
+
+/// Which launcher a console subcommand talks to.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ControlArgs {
+    /// The launcher's control socket (default: the launcher started in this directory).
+    #[arg(long, value_name = "PATH")]
+    pub control_socket: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
-    /// The launcher's control socket (default: every launcher started in this directory).
-    #[arg(long, value_name = "PATH")]
-    pub control_socket: Option<PathBuf>,
+    #[command(flatten)]
+    pub target: ControlArgs,
+    /// Print the table as JSON (one object per launcher, one per line).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RestartArgs {
+    #[command(flatten)]
+    pub target: ControlArgs,
+    /// The instance number, as `evserve status` shows it.
+    #[arg(value_name = "INSTANCE")]
+    pub instance: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct SignalArgs {
+    #[command(flatten)]
+    pub target: ControlArgs,
+    /// A signal name (HUP, SIGUSR1, ...) or number.
+    #[arg(value_name = "SIG", allow_hyphen_values = true)]
+    pub signal: String,
+    /// The instance number; without it the signal goes to the launcher itself.
+    #[arg(value_name = "INSTANCE")]
+    pub instance: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -232,6 +271,13 @@ pub struct ServeArgs {
     /// memory; a reload imports the new code in a fresh process.
     #[arg(long)]
     pub preload: bool,
+    /// Development: reload the instances when a source file of the app changes (without
+    /// --workers or --port-range, a launcher with one instance is run).
+    #[arg(long)]
+    pub reload: bool,
+    /// With --reload: also watch these files (repeatable; globs such as 'templates/*.html').
+    #[arg(long = "reload-extra-file", value_name = "PATH", requires = "reload")]
+    pub reload_extra_files: Vec<String>,
 }
 
 /// Parses a size such as `1G`, `10M`, `512k` or `4096` into bytes.
@@ -393,7 +439,12 @@ impl ServeArgs {
     }
 
     /// Checks every flag and builds the typed configuration for serving `app`.
-    pub fn validate_for(self, app: AppSpec) -> Result<Mode, String> {
+    pub fn validate_for(mut self, app: AppSpec) -> Result<Mode, String> {
+        let reload = self.reload_watch(&app)?;
+        if reload.is_some() && self.port_range.is_none() && self.workers.is_none() {
+            // Watching needs a launcher: one instance, on --host/--port or --bind.
+            self.workers = Some(1);
+        }
         let max_body =
             parse_size(&self.max_body_size).map_err(|e| format!("--max-body-size: {e}"))?;
         if self.limit_request_line < 64 {
@@ -459,6 +510,7 @@ impl ServeArgs {
             static_mounts: parse_static_mounts(&self.static_mounts)?,
             multiprocess: self.port_range.is_some() || self.workers.is_some(),
             shared_listener: self.port_range.is_none() && self.workers.is_some(),
+            report_source_files: reload.is_some(),
         };
         if !instance.root_path.is_empty() && !instance.root_path.starts_with('/') {
             return Err("--root-path must start with /".into());
@@ -512,8 +564,44 @@ impl ServeArgs {
             control_socket: self.control_socket.clone(),
             preload: self.preload,
             relaunch: Default::default(),
+            reload,
         })))
     }
+
+    /// `--reload` and `--reload-extra-file`: the patterns made absolute and checked.
+    fn reload_watch(&self, app: &AppSpec) -> Result<Option<ReloadWatch>, String> {
+        if !self.reload {
+            return Ok(None);
+        }
+        if app.source == AppSource::Object {
+            return Err(
+                "--reload needs the app given as APP (module:callable): an app object cannot be imported again"
+                    .into(),
+            );
+        }
+        let extra_files = self
+            .reload_extra_files
+            .iter()
+            .map(|pattern| parse_watch_pattern(pattern))
+            .collect::<Result<_, _>>()?;
+        Ok(Some(ReloadWatch { extra_files }))
+    }
+}
+
+/// One `--reload-extra-file` value: a path or a glob, made absolute against the directory
+/// evserve was started in.
+pub fn parse_watch_pattern(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Err("--reload-extra-file: the path is empty".into());
+    }
+    let full = absolute(PathBuf::from(text));
+    let full = full
+        .to_str()
+        .ok_or_else(|| format!("--reload-extra-file: '{text}' is not valid UTF-8"))?
+        .to_string();
+    glob::Pattern::new(&full)
+        .map_err(|e| format!("--reload-extra-file: '{text}' is not a valid pattern: {e}"))?;
+    Ok(full)
 }
 
 #[cfg(test)]
@@ -607,6 +695,55 @@ mod tests {
         assert_eq!(mounts[0].url_prefix, "/s/media/");
         let twice = [format!("/s={d}"), format!("/s/={d}")];
         assert!(parse_static_mounts(&twice).is_err());
+    }
+
+    fn mode_of(list: &[&str]) -> Result<Mode, String> {
+        Cli::parse_from_args(args(list))
+            .map_err(|code| format!("exit {code}"))?
+            .serve
+            .validate()
+    }
+
+    #[test]
+    fn reload_runs_a_launcher_and_refuses_an_app_object() {
+        let Ok(Mode::Launcher(config)) = mode_of(&["--reload", "app:application"]) else {
+            panic!("--reload without --workers runs no launcher");
+        };
+        assert_eq!(config.workers, 1);
+        assert!(config.instance.report_source_files && config.instance.shared_listener);
+        let Ok(Mode::Launcher(config)) = mode_of(&[
+            "--reload",
+            "--reload-extra-file",
+            "t/*.html",
+            "-w",
+            "2",
+            "a:app",
+        ]) else {
+            panic!("not a launcher");
+        };
+        let extra = &config.reload.as_ref().unwrap().extra_files;
+        assert!(
+            extra[0].starts_with('/') && extra[0].ends_with("/t/*.html"),
+            "{extra:?}"
+        );
+        assert!(mode_of(&["--reload", "--reload-extra-file", "[", "a:app"]).is_err());
+        assert!(
+            mode_of(&["--reload-extra-file", "x", "a:app"]).is_err(),
+            "needs --reload"
+        );
+        let object = parse_object_flags(args(&["--reload"]))
+            .unwrap()
+            .validate_for(AppSpec::object("app"))
+            .err()
+            .unwrap();
+        assert!(
+            object.starts_with("--reload needs the app given as APP"),
+            "{object}"
+        );
+        let Ok(Mode::Launcher(plain)) = mode_of(&["-w", "2", "a:app"]) else {
+            panic!("not a launcher");
+        };
+        assert!(plain.reload.is_none() && !plain.instance.report_source_files);
     }
 
     #[test]

@@ -153,6 +153,8 @@ pub struct InstanceConfig {
     pub multiprocess: bool,
     /// Other instances accept from the same listening socket (`--workers`).
     pub shared_listener: bool,
+    /// `--reload`: tell the launcher which source files the app imported.
+    pub report_source_files: bool,
 }
 
 /// The launcher: instances, supervision and nginx.
@@ -175,6 +177,15 @@ pub struct LauncherConfig {
     pub preload: bool,
     /// How instances are started: filled in by the entry point, which knows the argv.
     pub relaunch: Relaunch,
+    /// `--reload`: what to watch; `None` without it.
+    pub reload: Option<ReloadWatch>,
+}
+
+/// `--reload`: the app's imported source files (the instances report them) and these.
+#[derive(Clone, Debug, Default)]
+pub struct ReloadWatch {
+    /// `--reload-extra-file` patterns (globs allowed), absolute.
+    pub extra_files: Vec<String>,
 }
 
 /// The command an instance is started with: `python -m evserve FLAGS...`.

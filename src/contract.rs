@@ -85,6 +85,48 @@ impl Message {
     }
 }
 
+/// The largest datagram an instance sends: a `src` message holds whole paths up to this
+/// size (a path is at most 4096 bytes on Linux).
+pub const MAX_DATAGRAM: usize = 8192;
+/// The first line of a datagram that lists source files.
+const SOURCE_FILES_TAG: &str = "src\n";
+
+/// The app's source files an instance imported (for `--reload` to watch), as datagrams of
+/// at most `MAX_DATAGRAM` bytes: `src`, then one absolute path per line. Paths that hold a
+/// newline cannot be listed and are left out.
+pub fn encode_source_files(paths: &[String]) -> Vec<String> {
+    let mut datagrams = Vec::new();
+    let mut current = String::from(SOURCE_FILES_TAG);
+    for path in paths.iter().filter(|p| !p.contains('\n') && !p.is_empty()) {
+        if current.len() + path.len() + 1 > MAX_DATAGRAM && current.len() > SOURCE_FILES_TAG.len() {
+            datagrams.push(std::mem::replace(
+                &mut current,
+                String::from(SOURCE_FILES_TAG),
+            ));
+        }
+        if SOURCE_FILES_TAG.len() + path.len() < MAX_DATAGRAM {
+            current.push_str(path);
+            current.push('\n');
+        }
+    }
+    if current.len() > SOURCE_FILES_TAG.len() {
+        datagrams.push(current);
+    }
+    datagrams
+}
+
+/// The paths of a `src` datagram; `None` for any other datagram.
+pub fn parse_source_files(datagram: &[u8]) -> Option<Vec<std::path::PathBuf>> {
+    let text = std::str::from_utf8(datagram).ok()?;
+    let list = text.strip_prefix(SOURCE_FILES_TAG)?;
+    Some(
+        list.lines()
+            .filter(|line| line.starts_with('/'))
+            .map(std::path::PathBuf::from)
+            .collect(),
+    )
+}
+
 /// What an instance's exit code tells the launcher.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExitCode {
@@ -150,6 +192,30 @@ mod tests {
         ] {
             assert_eq!(Message::parse(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn source_file_lists_round_trip_in_bounded_datagrams() {
+        let long = format!("/{}", "a".repeat(3000));
+        let paths: Vec<String> = vec![
+            "/app/main.py".into(),
+            "/x\ny.py".into(),
+            long.clone(),
+            long.clone(),
+            long.clone(),
+        ];
+        let datagrams = encode_source_files(&paths);
+        assert!(datagrams.iter().all(|d| d.len() <= MAX_DATAGRAM));
+        assert!(datagrams.len() >= 2);
+        let back: Vec<std::path::PathBuf> = datagrams
+            .iter()
+            .flat_map(|d| parse_source_files(d.as_bytes()).unwrap())
+            .collect();
+        assert_eq!(back.len(), 4, "the path with a newline is left out");
+        assert_eq!(back[0], std::path::Path::new("/app/main.py"));
+        assert_eq!(Message::parse(datagrams[0].as_bytes()), None);
+        assert_eq!(parse_source_files(b"hb 1 2"), None);
+        assert!(encode_source_files(&[]).is_empty());
     }
 
     #[test]

@@ -18,8 +18,8 @@ pub fn main(args: Vec<OsString>, python: PathBuf) -> i32 {
         Err(code) => return code,
     };
     match cli.command {
-        Some(cli::Command::Status(status)) => supervisor::status_command(&status),
         Some(cli::Command::NginxConfig(config)) => nginx::config_command(&config),
+        Some(console) => supervisor::console_command(console),
         None => match cli.serve.validate() {
             Err(message) => {
                 log::fatal(&message);

@@ -270,6 +270,9 @@ pub fn run(config: InstanceConfig) -> i32 {
 
 /// The app, or the exit code after saying why it cannot be loaded.
 fn load<'py>(py: Python<'py>, config: &InstanceConfig) -> Result<Bound<'py, PyAny>, i32> {
+    if config.report_source_files {
+        wsgi::interpreter::write_no_bytecode(py);
+    }
     wsgi::load_app(py, &config.app).map_err(|message| {
         log::fatal(&message);
         ExitCode::AppLoadFailure.code()
@@ -399,6 +402,21 @@ fn serve_forked(
     )
 }
 
+/// `--reload`: sends the launcher the app's source files (a few datagrams; a full queue
+/// gets a few short retries, as the launcher reads it on its next turn).
+fn report_source_files(control: &UnixDatagram, paths: &[String]) {
+    for datagram in contract::encode_source_files(paths) {
+        for _ in 0..50 {
+            match control.send(datagram.as_bytes()) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                _ => break,
+            }
+        }
+    }
+}
+
 /// A listening socket handed over as an fd, TCP or Unix.
 fn describe_inherited(fd: std::os::fd::OwnedFd) -> Result<Listening, String> {
     let socket = Socket::from(fd);
@@ -449,6 +467,9 @@ fn serve(
             .unwrap_or("?")
     ));
     if let Some(c) = &control {
+        if config.report_source_files {
+            report_source_files(c, &wsgi::app_source_files(py));
+        }
         let _ = c.send(Message::Ready.encode().as_bytes());
     }
     let settings = server::Settings {

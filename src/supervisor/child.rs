@@ -46,6 +46,8 @@ pub struct Instance {
     pub hung: bool,
     /// SIGKILL already sent.
     pub killed: bool,
+    /// Source files it reported (`--reload`), until the launcher takes them.
+    pub source_files: Vec<std::path::PathBuf>,
 }
 
 /// How to start an instance: a program and its arguments.
@@ -127,6 +129,7 @@ impl Instance {
             connections: 0,
             hung: false,
             killed: false,
+            source_files: Vec::new(),
         }
     }
 
@@ -137,13 +140,15 @@ impl Instance {
     /// Reads the waiting messages (bounded) and records them.
     pub fn read_messages(&mut self) {
         let mut messages = Vec::new();
-        let mut buf = [0u8; 256];
+        let mut buf = vec![0u8; contract::MAX_DATAGRAM];
         for _ in 0..64 {
             match self.control.recv(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
                     if let Some(m) = Message::parse(&buf[..n]) {
                         messages.push(m);
+                    } else if let Some(files) = contract::parse_source_files(&buf[..n]) {
+                        self.source_files.extend(files);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

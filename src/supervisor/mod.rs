@@ -8,6 +8,7 @@
 //! itself and keeps it open, so an instance's port never closes while it restarts.
 
 mod child;
+mod console;
 mod control;
 mod exits;
 mod listeners;
@@ -17,6 +18,7 @@ mod preloader;
 mod reload;
 mod signals;
 mod status;
+mod watch;
 
 use std::fmt::Write as _;
 use std::os::fd::RawFd;
@@ -25,7 +27,7 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::cli::StatusArgs;
+use crate::cli::Command;
 use crate::config::{BindAddr, LauncherConfig};
 use crate::log;
 use child::{Instance, Recipe, Role};
@@ -81,9 +83,9 @@ pub fn title(config: &LauncherConfig) -> String {
     )
 }
 
-/// `evserve status`.
-pub fn status_command(args: &StatusArgs) -> i32 {
-    control::status_command(args)
+/// The console subcommands: `evserve status`, `reload`, `restart`, `signal`, `stop`.
+pub fn console_command(command: Command) -> i32 {
+    control::console_command(command)
 }
 
 /// One instance number, with its restart history. Its process is whichever instance in
@@ -144,6 +146,8 @@ struct Launcher {
     preloader_fixed: bool,
     /// Preloaders replaced by a reload, until they have exited.
     retired_preloaders: Vec<Preloader>,
+    /// `--reload`: the watched source files.
+    sources: Option<watch::SourceWatch>,
     /// Set once the "ready" line was printed.
     announced: bool,
     started: Instant,
@@ -217,6 +221,10 @@ impl Launcher {
             Signals::install().map_err(|e| (1, format!("cannot install signal handlers: {e}")))?;
         let control = ControlServer::bind(config.control_socket.as_deref(), &where_text(&config))
             .map_err(|e| (1, e))?;
+        let sources = match &config.reload {
+            Some(reload) => Some(watch::SourceWatch::start(reload).map_err(|e| (2, e))?),
+            None => None,
+        };
         let sockets = bind_sockets(&config).map_err(|e| (1, e))?;
         let slots: Vec<Slot> = match config.ports {
             Some(_) => (0..sockets.len()).map(Slot::new).collect(),
@@ -243,6 +251,7 @@ impl Launcher {
             preloader: None,
             preloader_fixed: false,
             retired_preloaders: Vec::new(),
+            sources,
             announced: false,
             started: Instant::now(),
         };
@@ -250,6 +259,7 @@ impl Launcher {
             .signals
             .fds()
             .chain([launcher.control.fd()])
+            .chain(launcher.sources.as_ref().map(watch::SourceWatch::fd))
             .collect();
         for fd in fds {
             launcher
@@ -315,10 +325,11 @@ impl Launcher {
             self.reap();
             self.check_deadlines();
             more_to_start = self.respawn();
+            self.check_sources();
             self.advance_reload();
             self.check_started();
             self.tend_nginx();
-            self.control.serve(|| self.status_report());
+            self.serve_control();
             if let Phase::Stopping { code, .. } = self.phase {
                 if self.instances.is_empty() && self.nginx.as_ref().is_none_or(|n| !n.running()) {
                     log::info("stopped");
@@ -345,7 +356,10 @@ impl Launcher {
                 }
                 _ => self.begin_stop(0, "stop signal received"),
             },
-            Request::Reload => self.begin_reload(),
+            Request::Reload => {
+                // The reload logs what it did.
+                let _ = self.begin_reload();
+            }
             Request::AddInstance => self.add_instance(),
             Request::RemoveInstance => self.remove_instance(),
             Request::ChildExited => {}
@@ -441,6 +455,10 @@ impl Launcher {
         for index in 0..self.instances.len() {
             let was_ready = self.instances[index].ready;
             self.instances[index].read_messages();
+            let files = std::mem::take(&mut self.instances[index].source_files);
+            if let Some(sources) = &mut self.sources {
+                sources.add_files(files);
+            }
             let inst = &self.instances[index];
             if announce && !was_ready && inst.ready {
                 log::info(&format!(

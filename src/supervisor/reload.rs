@@ -79,6 +79,13 @@ impl ReloadPlan {
         true
     }
 
+    /// One slot to replace (`evserve restart`): after the slots already queued.
+    pub fn request_slot(&mut self, slot: usize) {
+        if self.current != Some(slot) && !self.queue.contains(&slot) {
+            self.queue.push_back(slot);
+        }
+    }
+
     /// The slot is gone (SIGTTOU): never reload it.
     pub fn forget_slot(&mut self, slot: usize) {
         self.queue.retain(|s| *s != slot);
@@ -116,26 +123,34 @@ impl ReloadPlan {
 }
 
 impl Launcher {
-    pub(super) fn begin_reload(&mut self) {
+    /// SIGHUP, `evserve reload` or `--reload`: what was done, or why nothing was.
+    pub(super) fn begin_reload(&mut self) -> Result<String, String> {
         match self.phase {
-            Phase::Stopping { .. } => return,
+            Phase::Stopping { .. } => return Err("the launcher is stopping".into()),
             Phase::Starting => {
                 log::warn("SIGHUP ignored: the instances are still starting");
-                return;
+                return Err("the instances are still starting; try again".into());
             }
             Phase::Running => {}
         }
         // The new code is imported before any instance is replaced; if it does not
         // import, nothing changes.
         if self.config.preload && !self.replace_preloader() {
-            return;
+            return Err(
+                "reload not done: the new code does not import (the launcher's log has the traceback); the running instances keep serving"
+                    .into(),
+            );
         }
         if self.reload.under_way() {
             log::info("SIGHUP: a reload is under way; another round follows it");
             self.reload.request(self.slots.len());
-            return;
+            return Ok("a reload is under way; another round follows it".into());
         }
         self.queue_reload();
+        Ok(format!(
+            "reloading {} one at a time (`evserve status` shows the progress)",
+            log::count(self.slots.len(), "instance", "instances")
+        ))
     }
 
     /// Gives given-up slots another chance, reopens their sockets, queues every slot.

@@ -33,6 +33,14 @@ const HANDLED: [(i32, Request); 6] = [
     (SIGCHLD, Request::ChildExited),
 ];
 
+/// What the launcher does on `signal`; `None` for a signal it does not handle.
+pub fn handled(signal: i32) -> Option<Request> {
+    HANDLED
+        .iter()
+        .find(|(s, _)| *s == signal)
+        .map(|(_, request)| *request)
+}
+
 /// Read ends of the signal sockets, one per handled signal.
 pub struct Signals {
     readers: Vec<(UnixStream, Request)>,

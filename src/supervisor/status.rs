@@ -38,14 +38,30 @@ impl Launcher {
         out
     }
 
-    /// `evserve launcher pid 12: app:application on 127.0.0.1:8001-8004, running, up 3m12s`.
-    fn status_headline(&self, now: Instant) -> String {
-        let phase = match self.phase {
+    /// The launcher's state as the status report names it.
+    pub(super) fn phase_name(&self) -> &'static str {
+        match self.phase {
             Phase::Starting => "starting",
             Phase::Running if self.reload.replacing() => "reloading",
             Phase::Running => "running",
             Phase::Stopping { .. } => "stopping",
-        };
+        }
+    }
+
+    /// An instance's state as the status report names it.
+    pub(super) fn instance_state(inst: &Instance) -> &'static str {
+        match inst.role {
+            Role::Retiring { .. } => "draining",
+            Role::Replacing if inst.ready => "ready",
+            Role::Replacing => "reloading",
+            Role::Serving if inst.ready => "ready",
+            Role::Serving => "starting",
+        }
+    }
+
+    /// `evserve launcher pid 12: app:application on 127.0.0.1:8001-8004, running, up 3m12s`.
+    fn status_headline(&self, now: Instant) -> String {
+        let phase = self.phase_name();
         let mut out = format!(
             "evserve launcher pid {}: {} on {}, {phase}, up {}",
             std::process::id(),
@@ -61,13 +77,7 @@ impl Launcher {
     }
 
     fn instance_row(&self, inst: &Instance, now: Instant) -> [String; 9] {
-        let state = match inst.role {
-            Role::Retiring { .. } => "draining",
-            Role::Replacing if inst.ready => "ready",
-            Role::Replacing => "reloading",
-            Role::Serving if inst.ready => "ready",
-            Role::Serving => "starting",
-        };
+        let state = Self::instance_state(inst);
         let restarts = self.slots.get(inst.slot).map_or(0, |s| s.history.total);
         [
             inst.slot.to_string(),

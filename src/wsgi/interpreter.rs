@@ -65,6 +65,18 @@ pub fn prepare(py: Python<'_>) -> Result<PythonHandlers, String> {
     .map_err(|e| format!("cannot take over SIGINT from Python: {e}"))
 }
 
+/// `--reload`: the app's modules are not cached as `.pyc` files. Python trusts a cache whose
+/// source has the same size and the same mtime second, so two saves of the same size within
+/// one second would otherwise reload the first one's code.
+pub fn write_no_bytecode(py: Python<'_>) {
+    if let Err(e) = py
+        .import("sys")
+        .and_then(|sys| sys.setattr("dont_write_bytecode", true))
+    {
+        crate::log::warn(&format!("cannot turn off .pyc caching: {e}"));
+    }
+}
+
 /// Puts the working directory first on `sys.path` (as gunicorn does), preceded by any
 /// --pythonpath dirs. Call after --chdir.
 pub fn set_sys_path(setup: &PythonSetup) -> Result<(), String> {

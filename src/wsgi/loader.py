@@ -77,3 +77,29 @@ def load(kind, source, expr, text):
             f"'{text}' is not callable: it is a {type(obj).__name__} object"
         )
     return obj
+
+
+def source_files():
+    """Files of the imported modules outside the standard library and the installed
+    packages: the app's own code, which --reload watches."""
+    import site
+    import sysconfig
+
+    roots = set()
+    for scheme_vars in (None, {"base": sys.base_prefix, "platbase": sys.base_exec_prefix}):
+        paths = sysconfig.get_paths(vars=scheme_vars) if scheme_vars else sysconfig.get_paths()
+        roots.update(paths.get(key) for key in ("stdlib", "platstdlib", "purelib", "platlib"))
+    try:
+        roots.update(site.getsitepackages())
+        roots.add(site.getusersitepackages())
+    except AttributeError:
+        pass
+    roots = tuple(os.path.join(os.path.abspath(r), "") for r in roots if r)
+    found = set()
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if not isinstance(path, str) or not os.path.isabs(path):
+            continue
+        if not path.startswith(roots) and os.path.isfile(path):
+            found.add(path)
+    return sorted(found)

@@ -30,11 +30,7 @@ const LOADER_SOURCE: &str = include_str!("loader.py");
 /// Imports the app's module and finds its callable. On failure the Python traceback is
 /// printed and the returned message is the one line that says what was wrong.
 pub fn load_app<'py>(py: Python<'py>, spec: &AppSpec) -> Result<Bound<'py, PyAny>, String> {
-    let loader = (|| -> PyResult<Bound<'py, PyModule>> {
-        let code = CString::new(LOADER_SOURCE)?;
-        PyModule::from_code(py, &code, c"evserve_loader.py", c"evserve_loader")
-    })()
-    .map_err(|e| format!("internal loader failed: {e}"))?;
+    let loader = loader_module(py).map_err(|e| format!("internal loader failed: {e}"))?;
     let (kind, source) = match &spec.source {
         AppSource::Module(m) => ("module", m.clone()),
         AppSource::File(p) => ("file", p.to_string_lossy().into_owned()),
@@ -67,6 +63,22 @@ pub fn load_app<'py>(py: Python<'py>, spec: &AppSpec) -> Result<Bound<'py, PyAny
             }
         }
     }
+}
+
+fn loader_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    let code = CString::new(LOADER_SOURCE)?;
+    PyModule::from_code(py, &code, c"evserve_loader.py", c"evserve_loader")
+}
+
+/// The source files of the app's modules imported so far (not the standard library's or
+/// the installed packages'), as absolute paths; empty if they cannot be listed.
+pub fn app_source_files(py: Python<'_>) -> Vec<String> {
+    loader_module(py)
+        .and_then(|loader| loader.getattr("source_files")?.call0()?.extract())
+        .unwrap_or_else(|e| {
+            log::warn(&format!("cannot list the app's source files: {e}"));
+            Vec::new()
+        })
 }
 
 /// Entries of every environ that depend on where the instance listens.
