@@ -93,7 +93,10 @@ fn listen(
     activated: Option<ActivatedSocket>,
 ) -> Result<Listening, String> {
     if let Some(socket) = activated {
-        log::info(&format!("using the socket systemd passed: {}", socket.describe()));
+        log::info(&format!(
+            "using the socket systemd passed: {}",
+            socket.describe()
+        ));
         return match socket.addr {
             BindAddr::Tcp(_) => describe_tcp(socket.socket.into()),
             BindAddr::Unix(_) => describe_unix(socket.socket.into(), None),
@@ -223,7 +226,8 @@ fn install_stop_signals(graceful: Duration, systemd: Notifier) -> Result<UnixStr
             .and_then(|w| signal_hook::low_level::pipe::register(signal, w))
             .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
     }
-    start_watchdog(graceful, systemd).map_err(|e| format!("cannot start the shutdown watchdog: {e}"))?;
+    start_watchdog(graceful, systemd)
+        .map_err(|e| format!("cannot start the shutdown watchdog: {e}"))?;
     Ok(signal_read)
 }
 
@@ -258,11 +262,11 @@ pub fn run(config: InstanceConfig) -> i32 {
             return ExitCode::Failure.code();
         }
     };
-    let prepared = install_stop_signals(config.timeouts.graceful, systemd.try_clone())
-        .and_then(|signals| {
-        prepare_process(&config)?;
-        Ok((signals, open_access_log(&config.access_log)?))
-    });
+    let prepared =
+        install_stop_signals(config.timeouts.graceful, systemd.try_clone()).and_then(|signals| {
+            prepare_process(&config)?;
+            Ok((signals, open_access_log(&config.access_log)?))
+        });
     let (signal_read, access_log) = match prepared {
         Ok(p) => p,
         Err(message) => {
@@ -281,7 +285,10 @@ pub fn run(config: InstanceConfig) -> i32 {
             Err(code) => return code,
         };
         let sockets = match listen(&config, &mut fds, activated) {
-            Ok(bound) => (bound, take_control(&mut fds).or_else(|| systemd.heartbeat_relay())),
+            Ok(bound) => (
+                bound,
+                take_control(&mut fds).or_else(|| systemd.heartbeat_relay()),
+            ),
             Err(message) => {
                 log::fatal(&message);
                 return ExitCode::Failure.code();
@@ -299,9 +306,10 @@ fn systemd_start() -> Result<(Notifier, Option<ActivatedSocket>), String> {
         return Ok((Notifier::disabled(), None));
     }
     let passed = systemd::activation::take_sockets()?;
-    let activated = match passed.is_empty() {
-        true => None,
-        false => Some(systemd::activation::the_one(passed, "a single instance")?),
+    let activated = if passed.is_empty() {
+        None
+    } else {
+        Some(systemd::activation::the_one(passed, "a single instance")?)
     };
     Ok((Notifier::from_env(), activated))
 }

@@ -223,7 +223,10 @@ fn systemd_sockets(config: &mut LauncherConfig) -> Result<Vec<ActivatedSocket>, 
     };
     config.instance.bind = chosen[0].addr.clone();
     for socket in &chosen {
-        log::info(&format!("using the socket systemd passed: {}", socket.describe()));
+        log::info(&format!(
+            "using the socket systemd passed: {}",
+            socket.describe()
+        ));
     }
     Ok(chosen)
 }

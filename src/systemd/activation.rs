@@ -119,7 +119,9 @@ fn bound_address(socket: &Socket) -> Result<BindAddr, String> {
     }
     match local.as_pathname() {
         Some(path) => Ok(BindAddr::Unix(path.to_path_buf())),
-        None => Err("an abstract or unnamed Unix socket: use a path (ListenStream=/run/...)".into()),
+        None => {
+            Err("an abstract or unnamed Unix socket: use a path (ListenStream=/run/...)".into())
+        }
     }
 }
 
@@ -137,7 +139,9 @@ pub fn the_one(mut sockets: Vec<ActivatedSocket>, who: &str) -> Result<Activated
             listing(&sockets)
         ));
     }
-    sockets.pop().ok_or_else(|| "socket activation: no socket".into())
+    sockets
+        .pop()
+        .ok_or_else(|| "socket activation: no socket".into())
 }
 
 /// `--port-range FIRST-LAST`: one TCP socket per port, matched by the port it is bound to,
@@ -238,8 +242,11 @@ mod tests {
         let mut keep = Vec::new();
         let one = the_one(vec![tcp_socket(&mut keep)], "--workers").expect("one socket");
         assert_eq!(one.name, "web");
-        let error = the_one(vec![tcp_socket(&mut keep), tcp_socket(&mut keep)], "--workers")
-            .expect_err("two sockets");
+        let error = the_one(
+            vec![tcp_socket(&mut keep), tcp_socket(&mut keep)],
+            "--workers",
+        )
+        .expect_err("two sockets");
         assert!(error.contains("systemd passed 2"), "{error}");
         assert!(!error.contains('\n'));
     }

@@ -119,7 +119,10 @@ impl Notifier {
     /// The service stops: STOPPING=1.
     pub fn stopping(&mut self, status: &str) {
         self.reloading = false;
-        self.send(&[NotifyState::Stopping, NotifyState::Status(&one_line(status))]);
+        self.send(&[
+            NotifyState::Stopping,
+            NotifyState::Status(&one_line(status)),
+        ]);
     }
 
     pub fn status(&mut self, status: &str) {
@@ -132,10 +135,9 @@ impl Notifier {
         let Some(interval) = self.watchdog else {
             return;
         };
-        if self
-            .last_ping
-            .is_some_and(|t| now.saturating_duration_since(t) < (interval / 2).saturating_sub(self.slack))
-        {
+        if self.last_ping.is_some_and(|t| {
+            now.saturating_duration_since(t) < (interval / 2).saturating_sub(self.slack)
+        }) {
             return;
         }
         self.last_ping = Some(now);
@@ -281,7 +283,9 @@ mod tests {
         let pid = std::process::id();
         assert_eq!(
             received(&receiver),
-            vec![format!("READY=1\nSTATUS=2 instances ready\nMAINPID={pid}\n")]
+            vec![format!(
+                "READY=1\nSTATUS=2 instances ready\nMAINPID={pid}\n"
+            )]
         );
     }
 
@@ -294,7 +298,10 @@ mod tests {
         notifier.ready("2 instances ready");
         let got = received(&receiver);
         assert_eq!(got.len(), 3, "{got:?}");
-        assert!(got[0].starts_with("RELOADING=1\nMONOTONIC_USEC="), "{got:?}");
+        assert!(
+            got[0].starts_with("RELOADING=1\nMONOTONIC_USEC="),
+            "{got:?}"
+        );
         assert_eq!(got[1], "STATUS=reloading: 1 of 2 replaced\n");
         assert!(got[2].starts_with("READY=1\n"));
     }
