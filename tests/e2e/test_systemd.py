@@ -84,7 +84,7 @@ class Notifications:
 class Activated:
     """evserve run by systemd-socket-activate: `listen` addresses, `names` for --fdname."""
 
-    def __init__(self, tmp_path, listen, flags, names=None, notify=None, env=None):
+    def __init__(self, tmp_path, listen, flags, names=None, notify=None, env=None, command=None):
         self.listen = listen
         self.stderr_path = tmp_path / f"stderr-{len(list(tmp_path.iterdir()))}.log"
         argv = [SOCKET_ACTIVATE]
@@ -95,7 +95,7 @@ class Activated:
         # systemd-socket-activate passes on only PATH, HOME, TERM, USER and these.
         for name, value in {**(env or {}), **({"NOTIFY_SOCKET": notify} if notify else {})}.items():
             argv += ["-E", f"{name}={value}"]
-        argv += [evserve_bin(), *flags, APP]
+        argv += [*(command or [evserve_bin()]), *flags, APP]
         self.argv = argv
         self._stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(
@@ -345,6 +345,22 @@ def test_workers_share_the_activated_socket_and_reload_fails_no_request(
     assert a.proc.wait(20) == 0, a.stderr()
     senders = {m[1] for m in n.all()}
     assert senders == {a.proc.pid}, f"instances must not notify systemd: {senders}"
+
+
+def test_main_pid_is_the_launcher_when_run_as_python_m_evserve(activate, notify):
+    port = free_port()
+    n = notify()
+    python = str(Path(evserve_bin()).parent / "python")
+    a = activate(
+        [f"127.0.0.1:{port}"], ["--workers", "1"], notify=n.address,
+        command=[python, "-m", "evserve"],
+    )
+    FirstRequest(port)
+    _, sender, ready = n.wait("READY")
+    assert sender == a.proc.pid and ready["MAINPID"] == str(a.proc.pid)
+    assert ready["STATUS"] == f"1 instance ready on 127.0.0.1:{port}, shared", ready
+    a.proc.send_signal(signal.SIGTERM)
+    assert a.proc.wait(20) == 0, a.stderr()
 
 
 def test_port_range_takes_one_socket_per_port_and_keeps_it_across_restarts(
