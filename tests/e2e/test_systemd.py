@@ -397,6 +397,41 @@ def test_port_range_takes_one_socket_per_port_and_keeps_it_across_restarts(
     assert a.proc.wait(20) == 0, a.stderr()
 
 
+NGINX = shutil.which("nginx") or next(
+    (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.path.exists(p)), None
+)
+
+
+@pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
+def test_ready_waits_for_nginx_and_preloaded_instances_use_the_activated_sockets(
+    activate, notify, tmp_path
+):
+    ports = consecutive_free_ports(3)
+    listen, backends = ports[0], ports[1:]
+    n = notify()
+    a = activate(
+        [f"127.0.0.1:{p}" for p in backends],
+        [
+            "--port-range", f"{backends[0]}-{backends[1]}", "--preload",
+            "--nginx-conf", str(tmp_path / "nginx" / "nginx.conf"),
+            "--listen", f"127.0.0.1:{listen}", "--nginx",
+        ],
+        notify=n.address,
+        env={"PATH": os.environ.get("PATH", "") + ":/usr/sbin:/usr/local/sbin"},
+    )
+    FirstRequest(backends[0])
+    _, sender, ready = n.wait("READY")
+    assert sender == a.proc.pid
+    assert ready["STATUS"] == (
+        f"2 instances ready on 127.0.0.1:{backends[0]}-{backends[1]}; "
+        f"nginx on http://127.0.0.1:{listen}"
+    ), ready
+    # READY=1 only once nginx answers.
+    assert get(listen, timeout=5)[0] == 200
+    a.proc.send_signal(signal.SIGTERM)
+    assert a.proc.wait(30) == 0, a.stderr()
+
+
 def _pid_on(port):
     try:
         status, body = get(port, timeout=2)
