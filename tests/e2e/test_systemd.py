@@ -84,7 +84,9 @@ class Notifications:
 class Activated:
     """evserve run by systemd-socket-activate: `listen` addresses, `names` for --fdname."""
 
-    def __init__(self, tmp_path, listen, flags, names=None, notify=None, env=None, command=None):
+    def __init__(
+        self, tmp_path, listen, flags, names=None, notify=None, env=None, command=None, options=()
+    ):
         self.listen = listen
         self.stderr_path = tmp_path / f"stderr-{len(list(tmp_path.iterdir()))}.log"
         argv = [SOCKET_ACTIVATE]
@@ -95,7 +97,7 @@ class Activated:
         # systemd-socket-activate passes on only PATH, HOME, TERM, USER and these.
         for name, value in {**(env or {}), **({"NOTIFY_SOCKET": notify} if notify else {})}.items():
             argv += ["-E", f"{name}={value}"]
-        argv += [*(command or [evserve_bin()]), *flags, APP]
+        argv += [*options, *(command or [evserve_bin()]), *flags, APP]
         self.argv = argv
         self._stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(
@@ -386,6 +388,11 @@ def test_port_range_takes_one_socket_per_port_and_keeps_it_across_restarts(
         assert status == 200
         pids[port] = int(body.split()[0].split("=")[1])
     assert len(set(pids.values())) == 2, "one instance per port"
+    for pid in pids.values():
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        names = {e.split(b"=", 1)[0].decode() for e in environ if e}
+        leaked = names & {"NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC"}
+        assert not leaked, f"systemd's variables reached an instance: {leaked}"
     # A crashed instance is replaced on the same (systemd's) socket.
     os.kill(pids[ports[1]], signal.SIGKILL)
     wait_for(
@@ -452,6 +459,15 @@ def test_a_port_range_that_does_not_match_the_sockets_is_a_one_line_error(activa
     assert len(errors) == 1, a.stderr()
     assert f"--port-range {ports[0]}-{ports[1]} needs a socket on port {ports[1]}" in errors[0]
     assert not _bound(f"127.0.0.1:{ports[1]}"), "no fallback to binding the missing port"
+
+
+def test_an_accept_yes_connection_socket_is_a_one_line_error(activate):
+    port = free_port()
+    a = activate([f"127.0.0.1:{port}"], [], options=["--accept"])
+    with socket.create_connection(("127.0.0.1", port), timeout=5):
+        wait_for(lambda: "evserve: error:" in a.stderr(), 20, message="the error line")
+    errors = [l for l in a.stderr().splitlines() if l.startswith("evserve: error:")]
+    assert len(errors) == 1 and "is not listening" in errors[0] and "Accept=no" in errors[0], errors
 
 
 @pytest.mark.parametrize("mode", [[], ["--workers", "2"]], ids=["instance", "launcher"])
