@@ -19,6 +19,7 @@ use crate::contract::{self, ExitCode, Message};
 use crate::log;
 use crate::server::{self, Listener};
 use crate::static_files::StaticSite;
+use crate::systemd::{self, ActivatedSocket, Notifier};
 use crate::wsgi;
 
 pub use crate::contract::under_launcher;
@@ -85,9 +86,23 @@ fn set_title(app: &str, bound: &Listening) {
     }
 }
 
-/// The socket handed over by the launcher (fd 3) and its control channel (fd 4), or
-/// a socket of our own.
-fn listen(config: &InstanceConfig, fds: &mut listenfd::ListenFd) -> Result<Listening, String> {
+/// The socket systemd passed, the socket handed over by the launcher (fd 3) and its
+/// control channel (fd 4), or a socket of our own.
+fn listen(
+    config: &InstanceConfig,
+    fds: &mut listenfd::ListenFd,
+    activated: Option<ActivatedSocket>,
+) -> Result<Listening, String> {
+    if let Some(socket) = activated {
+        log::info(&format!(
+            "using the socket systemd passed: {}",
+            socket.describe()
+        ));
+        return match socket.addr {
+            BindAddr::Tcp(_) => describe_tcp(socket.socket.into()),
+            BindAddr::Unix(_) => describe_unix(socket.socket.into(), None),
+        };
+    }
     if fds.len() > 0 {
         // A socket of the wrong kind stays in place, so TCP then Unix can both be tried.
         if let Ok(Some(l)) = fds.take_tcp_listener(0) {
@@ -135,7 +150,7 @@ const WATCHDOG_CHECK: Duration = Duration::from_millis(20);
 /// thread (it never touches Python) ends the process when the loop could not: at the
 /// graceful timeout, or soon after a second signal. Signals that arrive together (SIGTERM
 /// and SIGINT at once, or one signal delivered twice) are one stop, as in the event loop.
-fn start_watchdog(graceful: Duration) -> io::Result<()> {
+fn start_watchdog(graceful: Duration, mut systemd: Notifier) -> io::Result<()> {
     let mut signals = Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
     let generation = WATCHDOG_GENERATION.load(Ordering::SeqCst);
     let stood_down = move || WATCHDOG_GENERATION.load(Ordering::SeqCst) != generation;
@@ -145,6 +160,10 @@ fn start_watchdog(graceful: Duration) -> io::Result<()> {
             if signals.forever().next().is_none() || stood_down() {
                 return;
             }
+            systemd.stopping(&format!(
+                "stopping: draining connections (up to {}s)",
+                graceful.as_secs()
+            ));
             let first = Instant::now();
             let deadline = first + graceful + WATCHDOG_MARGIN;
             let mut checked = first;
@@ -199,7 +218,7 @@ fn raise_fd_limit() {
 /// when the loop cannot (stuck app, second signal). Installed before Python starts, so
 /// Python never installs its own SIGINT handler (which would raise KeyboardInterrupt
 /// inside a request).
-fn install_stop_signals(graceful: Duration) -> Result<UnixStream, String> {
+fn install_stop_signals(graceful: Duration, systemd: Notifier) -> Result<UnixStream, String> {
     let (signal_read, signal_write) =
         UnixStream::pair().map_err(|e| format!("cannot create the signal pipe: {e}"))?;
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -208,7 +227,8 @@ fn install_stop_signals(graceful: Duration) -> Result<UnixStream, String> {
             .and_then(|w| signal_hook::low_level::pipe::register(signal, w))
             .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
     }
-    start_watchdog(graceful).map_err(|e| format!("cannot start the shutdown watchdog: {e}"))?;
+    start_watchdog(graceful, systemd)
+        .map_err(|e| format!("cannot start the shutdown watchdog: {e}"))?;
     Ok(signal_read)
 }
 
@@ -235,10 +255,19 @@ pub fn run(config: InstanceConfig) -> i32 {
     if crate::preload::is_preloader() {
         return run_preloader(config);
     }
-    let prepared = install_stop_signals(config.timeouts.graceful).and_then(|signals| {
-        prepare_process(&config)?;
-        Ok((signals, open_access_log(&config.access_log)?))
-    });
+    // Read before any thread starts; under the launcher, it speaks to systemd.
+    let (systemd, activated) = match systemd_start() {
+        Ok(taken) => taken,
+        Err(message) => {
+            log::fatal(&message);
+            return ExitCode::Failure.code();
+        }
+    };
+    let prepared =
+        install_stop_signals(config.timeouts.graceful, systemd.try_clone()).and_then(|signals| {
+            prepare_process(&config)?;
+            Ok((signals, open_access_log(&config.access_log)?))
+        });
     let (signal_read, access_log) = match prepared {
         Ok(p) => p,
         Err(message) => {
@@ -256,16 +285,34 @@ pub fn run(config: InstanceConfig) -> i32 {
             Ok(app) => app,
             Err(code) => return code,
         };
-        let sockets = match listen(&config, &mut fds) {
-            Ok(bound) => (bound, take_control(&mut fds)),
+        let sockets = match listen(&config, &mut fds, activated) {
+            Ok(bound) => (
+                bound,
+                take_control(&mut fds).or_else(|| systemd.heartbeat_relay()),
+            ),
             Err(message) => {
                 log::fatal(&message);
                 return ExitCode::Failure.code();
             }
         };
-        serve(py, &config, app, sockets, access_log, signal_read)
+        serve(py, &config, app, sockets, access_log, signal_read, systemd)
     });
     code
+}
+
+/// A single instance's systemd side: its notifier and the one socket systemd passed, if
+/// any. An instance the launcher started has neither (the launcher speaks to systemd).
+fn systemd_start() -> Result<(Notifier, Option<ActivatedSocket>), String> {
+    if under_launcher() {
+        return Ok((Notifier::disabled(), None));
+    }
+    let passed = systemd::activation::take_sockets()?;
+    let activated = if passed.is_empty() {
+        None
+    } else {
+        Some(systemd::activation::the_one(passed, "a single instance")?)
+    };
+    Ok((Notifier::from_env(), activated))
 }
 
 /// The app, or the exit code after saying why it cannot be loaded.
@@ -374,7 +421,7 @@ fn serve_forked(
         return ExitCode::Failure.code();
     }
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
-    let prepared = install_stop_signals(config.timeouts.graceful)
+    let prepared = install_stop_signals(config.timeouts.graceful, Notifier::disabled())
         .and_then(|signals| Ok((signals, open_access_log(&config.access_log)?)));
     let (signal_read, access_log) = match prepared {
         Ok(p) => p,
@@ -399,6 +446,7 @@ fn serve_forked(
         (bound, Some(control)),
         access_log,
         signal_read,
+        Notifier::disabled(),
     )
 }
 
@@ -436,6 +484,7 @@ fn serve(
     (bound, control): (Listening, Option<UnixDatagram>),
     access_log: Option<Box<dyn Write>>,
     signals: UnixStream,
+    mut systemd: Notifier,
 ) -> i32 {
     let site = wsgi::Site {
         root_path: &config.root_path,
@@ -472,6 +521,7 @@ fn serve(
         }
         let _ = c.send(Message::Ready.encode().as_bytes());
     }
+    systemd.ready(&format!("serving {} on {}", config.app.text, bound.shown));
     let settings = server::Settings {
         limits: config.limits,
         timeouts: config.timeouts,

@@ -6,7 +6,8 @@
 //! `preload` (the process that imports the app once and forks instances), `supervisor`
 //! (the launcher), `contract` (what the launcher and its instances agree on), `listen`
 //! (binding sockets), `static_files` (which file a request names and how it is
-//! answered), `forwarded` (which peers' X-Forwarded-* headers count), `nginx`
+//! answered), `systemd` (socket activation and sd_notify), `forwarded` (which peers'
+//! X-Forwarded-* headers count), `nginx`
 //! (config text), `cli`/`config` (flags), `entry` (the command line's dispatch), `log`.
 //!
 //! `unsafe` is refused everywhere but in the Python bridge, and every `unsafe` block there
@@ -28,5 +29,6 @@ pub mod preload;
 pub mod server;
 pub mod static_files;
 pub mod supervisor;
+pub mod systemd;
 #[allow(unsafe_code)]
 pub mod wsgi;

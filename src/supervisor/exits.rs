@@ -178,7 +178,8 @@ impl Launcher {
     fn close_unused_sockets(&mut self) {
         for (index, entry) in self.sockets.iter_mut().enumerate() {
             let used = self.slots.iter().any(|s| s.socket == index && !s.given_up);
-            if !used && entry.listener.is_some() {
+            // systemd's sockets stay: it keeps them open anyway, and they cannot be bound again.
+            if !used && entry.listener.as_ref().is_some_and(|l| !l.activated) {
                 log::warn(&format!("closing {} (no instance left on it)", entry.addr));
                 entry.listener = None;
             }

@@ -14,6 +14,9 @@ use crate::config::BindAddr;
 pub struct Listener {
     pub addr: BindAddr,
     socket: Socket,
+    /// Passed by systemd (socket activation): never closed while the launcher lives,
+    /// never unlinked.
+    pub activated: bool,
 }
 
 impl Listener {
@@ -22,7 +25,17 @@ impl Listener {
         Ok(Listener {
             addr: addr.clone(),
             socket: crate::listen::bind(addr, backlog)?,
+            activated: false,
         })
+    }
+
+    /// A socket systemd passed (see `crate::systemd::activation`).
+    pub fn from_systemd(socket: crate::systemd::ActivatedSocket) -> Listener {
+        Listener {
+            addr: socket.addr,
+            socket: socket.socket,
+            activated: true,
+        }
     }
 
     /// A duplicate of the socket for one child (the launcher keeps its own).
@@ -41,7 +54,7 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let BindAddr::Unix(path) = &self.addr {
+        if let (BindAddr::Unix(path), false) = (&self.addr, self.activated) {
             let _ = std::fs::remove_file(path);
         }
     }

@@ -30,6 +30,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::cli::Command;
 use crate::config::{BindAddr, LauncherConfig};
 use crate::log;
+use crate::systemd::{self, ActivatedSocket, Notifier};
 use child::{Instance, Recipe, Role};
 use control::ControlServer;
 use listeners::Listener;
@@ -151,12 +152,27 @@ struct Launcher {
     /// Set once the "ready" line was printed.
     announced: bool,
     started: Instant,
+    /// sd_notify to systemd (does nothing without NOTIFY_SOCKET).
+    systemd: Notifier,
 }
 
 type StartError = (i32, String);
 
-/// Every listening socket of the launcher, bound before any instance starts.
-fn bind_sockets(config: &LauncherConfig) -> Result<Vec<SocketEntry>, String> {
+/// Every listening socket of the launcher, bound before any instance starts, or the ones
+/// systemd passed.
+fn bind_sockets(
+    config: &LauncherConfig,
+    activated: Vec<ActivatedSocket>,
+) -> Result<Vec<SocketEntry>, String> {
+    if !activated.is_empty() {
+        return Ok(activated
+            .into_iter()
+            .map(|socket| SocketEntry {
+                addr: socket.addr.clone(),
+                listener: Some(Listener::from_systemd(socket)),
+            })
+            .collect());
+    }
     listeners::addresses(&config.instance.bind, config.ports)
         .into_iter()
         .map(|addr| {
@@ -198,11 +214,34 @@ fn write_nginx_config(
     Ok(NginxProc::new(setup, bin))
 }
 
+/// The sockets systemd passed, matched to the flags (one for `--workers`, one per port for
+/// `--port-range`); `config`'s address becomes theirs, for the logs and nginx.
+fn systemd_sockets(config: &mut LauncherConfig) -> Result<Vec<ActivatedSocket>, String> {
+    let passed = systemd::activation::take_sockets()?;
+    if passed.is_empty() {
+        return Ok(passed);
+    }
+    let chosen = match config.ports {
+        Some(range) => systemd::activation::one_per_port(passed, range)?,
+        None => vec![systemd::activation::the_one(passed, "--workers")?],
+    };
+    config.instance.bind = chosen[0].addr.clone();
+    for socket in &chosen {
+        log::info(&format!(
+            "using the socket systemd passed: {}",
+            socket.describe()
+        ));
+    }
+    Ok(chosen)
+}
+
 impl Launcher {
     fn start(
-        config: LauncherConfig,
+        mut config: LauncherConfig,
         given: Option<preloader::GivenPreloader>,
     ) -> Result<Launcher, StartError> {
+        let systemd = Notifier::from_env();
+        let activated = systemd_sockets(&mut config).map_err(|e| (1, e))?;
         let recipe = match given {
             // Nothing is started by exec: the instances are forked from the given process.
             Some(_) => Recipe::none(),
@@ -225,7 +264,7 @@ impl Launcher {
             Some(reload) => Some(watch::SourceWatch::start(reload).map_err(|e| (2, e))?),
             None => None,
         };
-        let sockets = bind_sockets(&config).map_err(|e| (1, e))?;
+        let sockets = bind_sockets(&config, activated).map_err(|e| (1, e))?;
         let slots: Vec<Slot> = match config.ports {
             Some(_) => (0..sockets.len()).map(Slot::new).collect(),
             None => (0..config.workers).map(|_| Slot::new(0)).collect(),
@@ -254,6 +293,7 @@ impl Launcher {
             sources,
             announced: false,
             started: Instant::now(),
+            systemd,
         };
         let fds: Vec<RawFd> = launcher
             .signals
@@ -297,6 +337,19 @@ impl Launcher {
         where_text(&self.config)
     }
 
+    /// systemd's STATUS once serving: `4 instances ready on 127.0.0.1:8001-8004`.
+    fn ready_status(&self) -> String {
+        let mut text = format!(
+            "{} ready on {}",
+            log::count(self.slots.len(), "instance", "instances"),
+            self.where_text()
+        );
+        if let Some(nginx) = self.nginx.as_ref().filter(|n| n.pid().is_some()) {
+            let _ = write!(text, "; nginx on http://{}", nginx.listen());
+        }
+        text
+    }
+
     fn slot_port(&self, slot: usize) -> String {
         let Some(s) = self.slots.get(slot) else {
             return "-".into();
@@ -330,6 +383,7 @@ impl Launcher {
             self.check_started();
             self.tend_nginx();
             self.serve_control();
+            self.systemd.watchdog(Instant::now());
             if let Phase::Stopping { code, .. } = self.phase {
                 if self.instances.is_empty() && self.nginx.as_ref().is_none_or(|n| !n.running()) {
                     log::info("stopped");
@@ -374,6 +428,11 @@ impl Launcher {
         let graceful = self.config.instance.timeouts.graceful;
         log::info(&format!(
             "{why}: stopping {} (draining up to {}s)",
+            log::count(self.instances.len(), "instance", "instances"),
+            graceful.as_secs()
+        ));
+        self.systemd.stopping(&format!(
+            "stopping: draining {} (up to {}s)",
             log::count(self.instances.len(), "instance", "instances"),
             graceful.as_secs()
         ));
@@ -540,6 +599,8 @@ impl Launcher {
                 self.config.instance.app.text,
                 self.where_text()
             ));
+            let status = self.ready_status();
+            self.systemd.ready(&status);
         }
     }
 

@@ -58,6 +58,11 @@ impl ReloadPlan {
         self.current.is_some() || !self.queue.is_empty()
     }
 
+    /// Slots not replaced yet in this round: queued, or starting now.
+    pub fn remaining(&self) -> usize {
+        self.queue.len() + usize::from(self.current.is_some())
+    }
+
     /// A slot is being replaced (for the status report).
     pub fn replacing(&self) -> bool {
         self.current.is_some()
@@ -144,9 +149,11 @@ impl Launcher {
         if self.reload.under_way() {
             log::info("SIGHUP: a reload is under way; another round follows it");
             self.reload.request(self.slots.len());
+            self.systemd.reloading(&self.reload_status());
             return Ok("a reload is under way; another round follows it".into());
         }
         self.queue_reload();
+        self.systemd.reloading(&self.reload_status());
         Ok(format!(
             "reloading {} one at a time (`evserve status` shows the progress)",
             log::count(self.slots.len(), "instance", "instances")
@@ -199,12 +206,23 @@ impl Launcher {
         for _ in 0..3 * self.slots.len() + 3 {
             let (instances, slots) = (&self.instances, &self.slots);
             match self.reload.next(|slot| slot_view(instances, slots, slot)) {
-                Step::Wait => return,
+                Step::Wait => break,
                 Step::Promote(slot) => self.promote(slot),
                 Step::Start(slot) => self.spawn(slot, Role::Replacing),
                 Step::Again => self.queue_reload(),
             }
         }
+        if self.systemd.is_reloading() && self.reload.finished() {
+            let status = self.ready_status();
+            self.systemd.ready(&status);
+        }
+    }
+
+    /// systemd's STATUS during a reload: `reloading: 2 of 4 replaced`.
+    fn reload_status(&self) -> String {
+        let total = self.slots.len();
+        let done = total.saturating_sub(self.reload.remaining());
+        format!("reloading: {done} of {total} replaced")
     }
 
     /// The slot's replacement takes over; the old instance drains.
@@ -236,6 +254,8 @@ impl Launcher {
         ));
         if self.reload.finished() {
             log::info("reload: done");
+        } else {
+            self.systemd.status(&self.reload_status());
         }
     }
 }
