@@ -1,0 +1,57 @@
+"""Fixtures of the multi-host harness: one cluster (3 hosts, nginx, a client; see cluster.py)
+for the whole session, skipped with its reason where network namespaces cannot be made, and
+always torn down, also after a failure or Ctrl-C. Each test starts from a healthy cluster:
+every link up, every launcher running, nginx on the configuration without extra flags.
+"""
+
+import pytest
+
+import cluster as cluster_mod
+
+RESULTS = []  # rows of figures the scenarios measured, printed at the end of the run
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    reason = cluster_mod.why_unavailable()
+    if reason:
+        pytest.skip(reason)
+    c = cluster_mod.Cluster(tmp_path_factory.mktemp("multihost"))
+    try:
+        c.build()
+        print("\n" + c.describe())
+        c.start_backends()
+        c.start_nginx()
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def healthy(cluster):
+    """The cluster as a test expects to find it, restored after the test whatever it did."""
+    yield cluster
+    restore(cluster)
+
+
+def restore(c):
+    for b in c.backends:
+        b.set_link(True)
+        if b.proc is None or b.proc.poll() is not None:
+            b.kill_all()
+            b.start()
+    c.reload_nginx()
+    c.wait_answering([a for b in c.backends for a in b.addrs] + [f"{cluster_mod.BALANCER_ADDR}:80"])
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not RESULTS:
+        return
+    terminalreporter.section("multi-host figures")
+    keys = []
+    for row in RESULTS:
+        keys += [k for k in row if k not in keys]
+    cells = [keys] + [[str(row.get(k, "")) for k in keys] for row in RESULTS]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(keys))]
+    for c in cells:
+        terminalreporter.write_line("  ".join(c[i].ljust(widths[i]) for i in range(len(keys))))
