@@ -242,15 +242,16 @@ class Cluster:
             b.start()
         self.wait_answering([a for b in self.backends for a in b.addrs])
 
-    def nginx_config_text(self, *extra):
+    def nginx_config_text(self, *extra, hosts=None):
+        """`evserve nginx-config` for every backend (or the first `hosts`), plus `extra` flags."""
         argv = [evserve_bin(), "nginx-config", "--listen", f"{BALANCER_ADDR}:80"]
-        for b in self.backends:
+        for b in self.backends[:hosts]:
             argv += ["--backend", f"{b.addr}:{PORTS[0]}-{PORTS[-1]}"]
         return sh(*argv, *extra).stdout
 
-    def write_nginx_config(self, *extra):
+    def write_nginx_config(self, *extra, hosts=None):
         (self.nginx_dir / "run").mkdir(parents=True, exist_ok=True)
-        text = self.nginx_config_text(*extra)
+        text = self.nginx_config_text(*extra, hosts=hosts)
         self.nginx_conf.write_text(text)
         return text
 
@@ -267,8 +268,9 @@ class Cluster:
         log.close()
         self.wait_answering([f"{BALANCER_ADDR}:80"])
 
-    def reload_nginx(self, *extra):
-        self.write_nginx_config(*extra)
+    def reload_nginx(self, *extra, hosts=None):
+        """Regenerates the configuration and has nginx reload it (new workers take over)."""
+        self.write_nginx_config(*extra, hosts=hosts)
         sh(*self._nginx_argv("-s", "reload"))
 
     def nginx_workers(self):

@@ -7,8 +7,8 @@ every link up, every launcher running, nginx on the configuration without extra 
 import pytest
 
 import cluster as cluster_mod
-
-RESULTS = []  # rows of figures the scenarios measured, printed at the end of the run
+from loadrun import table_lines
+from scenarios import RESULTS
 
 
 @pytest.fixture(scope="session")
@@ -48,10 +48,5 @@ def pytest_terminal_summary(terminalreporter):
     if not RESULTS:
         return
     terminalreporter.section("multi-host figures")
-    keys = []
-    for row in RESULTS:
-        keys += [k for k in row if k not in keys]
-    cells = [keys] + [[str(row.get(k, "")) for k in keys] for row in RESULTS]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(keys))]
-    for c in cells:
-        terminalreporter.write_line("  ".join(c[i].ljust(widths[i]) for i in range(len(keys))))
+    for line in table_lines(RESULTS):
+        terminalreporter.write_line(line)

@@ -161,13 +161,16 @@ def describe_failures(records, limit=8):
     return "\n".join(lines)
 
 
-def table(rows):
-    """Prints rows (dicts with the same keys) as an aligned table and returns the text."""
-    if not rows:
-        return ""
-    keys = list(rows[0])
-    cells = [[str(k) for k in keys]] + [[str(r[k]) for k in keys] for r in rows]
+def table_lines(rows):
+    """Rows (dicts) as aligned text lines, one column per key any row has."""
+    keys = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    cells = [keys] + [[str(row.get(k, "")) for k in keys] for row in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(keys))]
-    text = "\n".join("  ".join(c[i].ljust(widths[i]) for i in range(len(keys))) for c in cells)
-    print("\n" + text)
-    return text
+    return ["  ".join(c[i].ljust(widths[i]) for i in range(len(keys))).rstrip() for c in cells]
+
+
+def table(rows):
+    """Prints rows as an aligned table."""
+    print("\n" + "\n".join(table_lines(rows)))
