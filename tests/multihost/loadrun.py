@@ -5,6 +5,7 @@ check POSTs against what the apps recorded.
 """
 
 import collections
+import itertools
 import json
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import time
 from cluster import BALANCER_ADDR
 
 BUCKET = 0.5  # seconds; traffic shares are measured per bucket of request start times
+_RUNS = itertools.count(1)
 
 
 class LoadRun:
@@ -20,9 +22,10 @@ class LoadRun:
     `load.at(seconds)` sleeps until that many seconds after the load started and returns
     the time (time.monotonic(), the clock the records use)."""
 
-    def __init__(self, cluster, run_id, duration, rate=300, concurrency=16, post_every=5):
+    def __init__(self, cluster, name, duration, rate=300, concurrency=16, post_every=5):
         self.cluster = cluster
-        self.run_id = run_id
+        # Unique in the run: the POSTs' X-Request-Ids start with it.
+        run_id = self.run_id = f"{name}{next(_RUNS)}"
         self.duration = duration
         self.out = cluster.workdir / f"load-{run_id}.json"
         self.argv = cluster.client_cmd(
@@ -138,11 +141,13 @@ def slow_until(records, event, end, threshold=0.5):
 
 def post_check(records, cluster, run_id):
     """What happened to this run's POSTs: sent, answered 200, failed, received by the apps,
-    and the ids received more than once (duplicates) or answered but never received."""
+    and the ids received more than once (duplicates), answered but never received, or
+    failed at the client although an app received them (the app may have acted on them)."""
     posts = [r for r in records if r["method"] == "POST"]
     received = collections.Counter(i for b in cluster.backends for i in b.posts_received()
                                    if i.startswith(run_id + "-"))
     answered = {r["id"] for r in posts if ok(r)}
+    unanswered = [r["id"] for r in posts if not ok(r)]
     return {
         "sent": len(posts),
         "answered": len(answered),
@@ -150,6 +155,7 @@ def post_check(records, cluster, run_id):
         "received": sum(received.values()),
         "duplicated": sorted(i for i, n in received.items() if n > 1),
         "answered_not_received": sorted(i for i in answered if received[i] != 1),
+        "failed_but_received": sorted(i for i in unanswered if received[i]),
     }
 
 

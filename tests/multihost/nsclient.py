@@ -10,7 +10,9 @@ Commands:
                                   writes one record per request (start, end, method,
                                   status, host, ...) as JSON
 
-It never retries: every request's outcome is recorded as it happened. Times are
+It retries only what every keep-alive HTTP client retries (a GET on a reused connection the
+server closed before answering, once, on a new connection); every request's outcome is
+recorded as it happened. Times are
 time.monotonic(), which every process on the machine shares, so the harness can place its
 events on the same clock.
 """
@@ -25,6 +27,8 @@ import threading
 import time
 
 ANSWER_HEADERS = ("X-Host", "X-Version", "X-Remote-Addr")
+# What a reused keep-alive connection the server has just closed looks like.
+STALE_CONNECTION = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
 
 
 def split_addr(addr):
@@ -107,24 +111,46 @@ class Load:
                 break
             n = next(self.counter)
             is_post = self.args.post_every > 0 and n % self.args.post_every == 0
-            if conn is None:
-                conn = http.client.HTTPConnection(self.host, self.port, timeout=self.args.timeout)
-            record, keep = self.one(conn, n, is_post)
+            record, conn = self.one(conn, n, is_post)
             out.append(record)
-            if not keep:
-                conn.close()
-                conn = None
             next_start = max(next_start + interval, time.monotonic() - interval)
         if conn is not None:
             conn.close()
         with self.lock:
             self.records.extend(out)
 
+    def connect(self):
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.args.timeout)
+        conn.used = 0
+        return conn
+
     def one(self, conn, n, is_post):
+        """One request; returns its record and the connection to use next (None if closed).
+
+        Like any HTTP client that keeps connections alive (RFC 9112, 9.3.1), a GET sent on a
+        reused connection that the server closed before any byte of a response came back is
+        sent once more on a new connection (the record keeps the first error as "retried").
+        A POST is never sent twice: it fails."""
         request_id = f"{self.args.run_id}-{n}"
-        method = "POST" if is_post else "GET"
-        start = time.monotonic()
-        record = {"start": start, "method": method, "id": request_id, "status": -1}
+        record = {"start": time.monotonic(), "method": "POST" if is_post else "GET", "id": request_id, "status": -1}
+        conn = conn or self.connect()
+        error = self.send(conn, record, is_post)
+        if error and not is_post and conn.used > 0 and isinstance(error, STALE_CONNECTION):
+            record["retried"] = f"{type(error).__name__}: {error}"
+            conn.close()
+            conn = self.connect()
+            error = self.send(conn, record, is_post)
+        if error:
+            record["error"] = f"{type(error).__name__}: {error}"
+        record["end"] = time.monotonic()
+        if error or record.pop("close"):
+            conn.close()
+            return record, None
+        conn.used += 1
+        return record, conn
+
+    def send(self, conn, record, is_post):
+        request_id = record["id"]
         try:
             if is_post:
                 headers = {"X-Request-Id": request_id, "Content-Type": "application/x-www-form-urlencoded"}
@@ -134,15 +160,13 @@ class Load:
                 conn.request("GET", "/", headers={"X-Request-Id": request_id})
             resp = conn.getresponse()
             resp.read()
-            record["status"] = resp.status
-            for name in ANSWER_HEADERS:
-                record[name] = resp.getheader(name)
-            keep = not resp.will_close
         except (OSError, http.client.HTTPException) as exc:
-            record["error"] = f"{type(exc).__name__}: {exc}"
-            keep = False
-        record["end"] = time.monotonic()
-        return record, keep
+            return exc
+        record["status"] = resp.status
+        record["close"] = resp.will_close
+        for name in ANSWER_HEADERS:
+            record[name] = resp.getheader(name)
+        return None
 
 
 def cmd_load(args):

@@ -62,6 +62,7 @@ class Outcome:
             "failed GET": len(failed(records, "GET")),
             "failed POST": self.posts["failed"],
             "POST dup": len(self.posts["duplicated"]),
+            "GET resent": sum(1 for r in records if r.get("retried")),
             "p99 before ms": round(1000 * percentile(latencies(before), 0.99), 1),
             "p99 event ms": round(1000 * percentile(latencies(during), 0.99), 1),
             "max event s": round(max(latencies(during), default=0.0), 2),

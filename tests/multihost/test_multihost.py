@@ -95,7 +95,9 @@ def test_a_drained_host_gets_no_new_request_after_an_nginx_reload(healthy):
     c = healthy
     victim = c.backends[2]
     out = scenarios.drained(c, victim)
-    assert failed(out.records) == [], describe_failures(out.records)
     assert_no_failed_get_and_no_duplicated_post(out)
+    # nginx closes its idle client connections when it reloads: a POST the client sent on one
+    # at that moment fails at the client, but it never reached an app.
+    assert out.posts["failed_but_received"] == [], out.posts
     late = [x for x in out.records if x["start"] > out.switched and x.get("X-Host") == victim.name]
     assert late == [], f"{len(late)} requests reached the drained host {victim.name} after the reload"
