@@ -180,6 +180,8 @@ class Cluster:
         self.nginx_conf = self.nginx_dir / "nginx.conf"
         self.netem = None
         self.made = []
+        # measure.py --proxy-connect-timeout: another value than the generated one, to measure it.
+        self.connect_timeout_override = None
 
     # Topology.
     def build(self):
@@ -247,7 +249,11 @@ class Cluster:
         argv = [evserve_bin(), "nginx-config", "--listen", f"{BALANCER_ADDR}:80"]
         for b in self.backends[:hosts]:
             argv += ["--backend", f"{b.addr}:{PORTS[0]}-{PORTS[-1]}"]
-        return sh(*argv, *extra).stdout
+        text = sh(*argv, *extra).stdout
+        if self.connect_timeout_override:
+            line = f"proxy_connect_timeout {self.connect_timeout_override};"
+            text = re.sub(r"proxy_connect_timeout [^;]+;", line, text)
+        return text
 
     def write_nginx_config(self, *extra, hosts=None):
         (self.nginx_dir / "run").mkdir(parents=True, exist_ok=True)

@@ -112,20 +112,23 @@ def buckets(records, start, end):
 
 
 def balanced(counter, hosts):
-    """Every host in `hosts` got at least half its fair share of the bucket."""
+    """Every host in `hosts` got at least half its fair share of the bucket; None for a bucket
+    without traffic (a stall of the whole machine is no imbalance)."""
     total = sum(counter.values())
     if total == 0:
-        return False
+        return None
     return all(counter.get(h, 0) >= 0.5 * total / len(hosts) for h in hosts)
 
 
 def time_until_balanced(records, event, end, hosts):
     """Seconds from `event` until traffic stays balanced over `hosts` until `end` (None if
     it never does). Resolution: BUCKET."""
-    series = buckets(records, event, end)
     first = None
-    for t, counter in series:
-        if balanced(counter, hosts):
+    for t, counter in buckets(records, event, end):
+        verdict = balanced(counter, hosts)
+        if verdict is None:
+            continue
+        if verdict:
             first = t if first is None else first
         else:
             first = None

@@ -8,6 +8,7 @@ namespace), then prints
   namespace when installed, else nsclient.py's load without a rate limit), trivial app;
 - the failover figures of the scenarios: a host killed, a host's link down for 5 s and
   back, a rolling deploy, a drain (when `evserve nginx-config` has --drain);
+- with --proxy-connect-timeout TIME, the generated proxy_connect_timeout replaced by TIME;
 - with --link-down SECONDS, a host's link down for that long (60 s or more shows what
   happens to requests that were in flight on it when nginx's read timeout runs out).
 
@@ -63,24 +64,31 @@ def main():
     parser.add_argument("--rounds", type=int, default=3, help="throughput runs per host count")
     parser.add_argument("--link-down", type=float, default=0, help="also: a link down this many seconds")
     parser.add_argument("--skip-failover", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--proxy-connect-timeout", metavar="TIME",
+                        help="replace the generated proxy_connect_timeout (e.g. 1s) to measure that value")
     args = parser.parse_args()
     reason = why_unavailable()
     if reason:
         print(f"skipped: {reason}")
         return 0
     c = Cluster(tempfile.mkdtemp(prefix="evserve-multihost-"))
+    c.connect_timeout_override = args.proxy_connect_timeout
     try:
         c.build()
         print(c.describe())
         c.start_backends()
         c.start_nginx()
         runs = {n: [] for n in (1, 2, 3)}
-        for _ in range(args.rounds):  # interleaved, so a busy moment of the machine hits all
+        # Interleaved rounds, so a busy moment of the shared machine hits every host count.
+        for _ in range(0 if args.skip_throughput else args.rounds):
             for n in runs:
                 runs[n].append(throughput(c, n, args.seconds, args.connections))
         c.reload_nginx()
-        print(f"\nthroughput through nginx (trivial app, {args.connections} connections, all on this machine's cores):")
-        table([summary(n, rows) for n, rows in runs.items()])
+        if not args.skip_throughput:
+            print(f"\nthroughput through nginx (trivial app, {args.connections} connections, "
+                  "all on this machine's cores):")
+            table([summary(n, rows) for n, rows in runs.items()])
         if not args.skip_failover:
             scenarios.host_killed(c, c.backends[0])
             scenarios.link_down(c, c.backends[1], down_for=5.0)
@@ -94,6 +102,7 @@ def main():
         table(scenarios.RESULTS)
         print(f"\nnginx: fail_timeout {scenarios.fail_timeout(c):g} s, "
               f"proxy_connect_timeout {scenarios.connect_timeout(c):g} s")
+        print(f"records and logs: {c.workdir}")
     finally:
         c.close()
     return 0

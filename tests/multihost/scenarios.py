@@ -87,7 +87,7 @@ def host_killed(c, victim, restart_after=3.0):
     """SIGKILL to every process of `victim` 2 s into the load; its launcher started again
     `restart_after` seconds later."""
     others = [b for b in c.backends if b is not victim]
-    with LoadRun(c, "kill", duration=6.0 + restart_after) as load:
+    with LoadRun(c, "kill", duration=10.0 + restart_after) as load:
         kill = load.at(2.0, "kill")
         killed = victim.kill_all()
         back = load.at(2.0 + restart_after, "restart")
