@@ -10,6 +10,8 @@ import cluster as cluster_mod
 from loadrun import table_lines
 from scenarios import RESULTS
 
+RESULTS_HEADER = []  # what the cluster was (netem or not), printed above the figures
+
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory):
@@ -19,7 +21,7 @@ def cluster(tmp_path_factory):
     c = cluster_mod.Cluster(tmp_path_factory.mktemp("multihost"))
     try:
         c.build()
-        print("\n" + c.describe())
+        RESULTS_HEADER.append(c.describe())
         c.start_backends()
         c.start_nginx()
         yield c
@@ -48,5 +50,7 @@ def pytest_terminal_summary(terminalreporter):
     if not RESULTS:
         return
     terminalreporter.section("multi-host figures")
+    for line in RESULTS_HEADER:
+        terminalreporter.write_line(line)
     for line in table_lines(RESULTS):
         terminalreporter.write_line(line)
