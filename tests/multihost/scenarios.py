@@ -102,7 +102,7 @@ def host_killed(c, victim, restart_after=3.0):
 def link_down(c, victim, down_for=5.0):
     """`victim`'s port on the bridge down 2 s into the load, up again `down_for` s later."""
     others = [b for b in c.backends if b is not victim]
-    with LoadRun(c, "link", duration=10.0 + down_for) as load:
+    with LoadRun(c, "link", duration=12.0 + down_for) as load:
         down = load.at(2.0, "down")
         victim.set_link(False)
         up = load.at(2.0 + down_for, "up")
