@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The test command: on a fresh Debian machine (as root) installs what the tests need,
 # installs evserve from this checkout into .venv-test (pip install .), and runs
-# `cargo test`, the end-to-end tests against the installed `evserve` command, and the
-# package smoke tests (install and serve on the oldest and newest supported Python).
+# `cargo test`, the end-to-end tests against the installed `evserve` command, the
+# multi-host harness (three hosts, nginx and a client in network namespaces; it skips with
+# its reason where namespaces cannot be made), and the package smoke tests (install and
+# serve on the oldest and newest supported Python).
 # Exits non-zero on any failure.
 #
 #   scripts/test.sh              everything
 #   scripts/test.sh -k framing   extra arguments go to the end-to-end pytest run only
-#                                (the package smoke tests are skipped then)
+#                                (the multi-host and package tests are skipped then)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,6 +68,11 @@ cargo clippy --all-targets --locked -- -D warnings
 
 step "pytest tests/e2e"
 .venv-test/bin/python -m pytest tests/e2e -p no:cacheprovider -rfEs "$@"
+
+if [ $# -eq 0 ]; then
+    step "pytest tests/multihost (hosts in network namespaces behind one nginx)"
+    .venv-test/bin/python -m pytest tests/multihost -p no:cacheprovider -rfEs
+fi
 
 if [ $# -eq 0 ]; then
     step "pytest tests/package (install and serve on Python 3.10 and 3.13)"

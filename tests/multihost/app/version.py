@@ -1,0 +1,2 @@
+# The rolling-deploy scenario rewrites this file on each host.
+VERSION = "v1"
