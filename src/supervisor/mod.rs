@@ -153,7 +153,8 @@ type StartError = (i32, String);
 
 /// Every listening socket of the launcher, bound before any instance starts.
 fn bind_sockets(config: &LauncherConfig) -> Result<Vec<SocketEntry>, String> {
-    listeners::addresses(&config.instance.bind, config.ports)
+    listeners::prepare_socket_dir(config)?;
+    listeners::addresses(config)
         .into_iter()
         .map(|addr| {
             let listener = Listener::bind(&addr, config.instance.backlog)?;
@@ -168,6 +169,9 @@ fn bind_sockets(config: &LauncherConfig) -> Result<Vec<SocketEntry>, String> {
 /// Where the instances listen: `127.0.0.1:8001-8004`, `127.0.0.1:8000, shared`,
 /// `unix:/run/app.sock, shared`.
 fn where_text(config: &LauncherConfig) -> String {
+    if let Some(dir) = &config.socket_dir {
+        return listeners::socket_dir_text(dir, config.workers);
+    }
     match (&config.instance.bind, config.ports) {
         (BindAddr::Tcp(sa), Some((first, last))) => format!("{}:{first}-{last}", sa.ip()),
         (BindAddr::Tcp(sa), None) => format!("{sa}, shared"),
@@ -218,9 +222,10 @@ impl Launcher {
         let control = ControlServer::bind(config.control_socket.as_deref(), &where_text(&config))
             .map_err(|e| (1, e))?;
         let sockets = bind_sockets(&config).map_err(|e| (1, e))?;
-        let slots: Vec<Slot> = match config.ports {
-            Some(_) => (0..sockets.len()).map(Slot::new).collect(),
-            None => (0..config.workers).map(|_| Slot::new(0)).collect(),
+        let slots: Vec<Slot> = if config.socket_per_instance() {
+            (0..sockets.len()).map(Slot::new).collect()
+        } else {
+            (0..config.workers).map(|_| Slot::new(0)).collect()
         };
         let nginx = match nginx_setup {
             Some(setup) => Some(write_nginx_config(&config, &sockets, setup, nginx_bin)?),
@@ -293,7 +298,7 @@ impl Launcher {
         };
         match &self.sockets[s.socket].addr {
             BindAddr::Tcp(sa) => sa.port().to_string(),
-            BindAddr::Unix(_) => "unix".into(),
+            BindAddr::Unix(path) => format!("unix:{}", path.display()),
         }
     }
 
@@ -491,15 +496,11 @@ impl Launcher {
             match nginx.tend() {
                 Ok(true) => {
                     let _ = match nginx.pid() {
-                        Some(pid) => write!(
-                            nginx_where,
-                            "; nginx (pid {pid}) on http://{}",
-                            nginx.listen()
-                        ),
+                        Some(pid) => write!(nginx_where, "; nginx (pid {pid}) on {}", nginx.url()),
                         None => write!(
                             nginx_where,
-                            "; nginx configuration for http://{} written (add --nginx to run it)",
-                            nginx.listen()
+                            "; nginx configuration for {} written (add --nginx to run it)",
+                            nginx.url()
                         ),
                     };
                 }
@@ -527,9 +528,9 @@ impl Launcher {
 
     /// Whether SIGTTIN/SIGTTOU may change the instance count now.
     fn may_resize(&self, signal: &str) -> bool {
-        if self.config.ports.is_some() {
+        if self.config.socket_per_instance() {
             log::warn(&format!(
-                "{signal} ignored: the instance count changes only with --workers"
+                "{signal} ignored: the instance count changes only with --workers alone"
             ));
             return false;
         }
