@@ -139,12 +139,13 @@ pub struct NginxConfigArgs {
     #[arg(long = "static", value_name = "URL_PREFIX=DIR")]
     pub static_mounts: Vec<String>,
     #[command(flatten)]
-    pub tls: TlsArgs,
+    pub front: NginxFrontArgs,
 }
 
-/// TLS at nginx: the same flags on the launcher and on `evserve nginx-config`.
+/// nginx's client side (TLS, a proxy in front of it): the same flags on the launcher and on
+/// `evserve nginx-config`.
 #[derive(Args, Debug, Clone, Default)]
-pub struct TlsArgs {
+pub struct NginxFrontArgs {
     /// nginx: PEM certificate (chain) for HTTPS and HTTP/2 on --listen; needs --tls-key.
     #[arg(long, value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,
@@ -155,6 +156,10 @@ pub struct TlsArgs {
     /// --listen's host) or none (default: port 80 on --listen's host).
     #[arg(long, value_name = "ADDR")]
     pub redirect_http: Option<String>,
+    /// nginx behind another proxy or load balancer at CIDR (repeatable): nginx takes the
+    /// client's address from that proxy's X-Forwarded-For and passes it on.
+    #[arg(long = "real-ip-from", value_name = "CIDR")]
+    pub real_ip_from: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -257,7 +262,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub nginx: bool,
     #[command(flatten)]
-    pub tls: TlsArgs,
+    pub front: NginxFrontArgs,
     /// Launcher: control socket that `evserve status` talks to.
     #[arg(long, value_name = "PATH")]
     pub control_socket: Option<PathBuf>,
@@ -377,11 +382,36 @@ pub fn parse_static_mounts(values: &[String]) -> Result<Vec<StaticMount>, String
     Ok(mounts)
 }
 
-impl TlsArgs {
+impl NginxFrontArgs {
     /// Whether any TLS flag was given.
     pub fn given(&self) -> bool {
-        self.tls_cert.is_some() || self.tls_key.is_some() || self.redirect_http.is_some()
+        self.tls_cert.is_some()
+            || self.tls_key.is_some()
+            || self.redirect_http.is_some()
+            || !self.real_ip_from.is_empty()
     }
+}
+
+/// Parses `--real-ip-from` values: an IP address or CIDR block each, written back in
+/// canonical form.
+pub fn parse_real_ip_from(values: &[String]) -> Result<Vec<String>, String> {
+    values
+        .iter()
+        .map(|text| {
+            let bad = || format!("--real-ip-from '{text}' is not an IP address or CIDR block");
+            let (ip, bits) = match text.split_once('/') {
+                Some((ip, bits)) => (ip, Some(bits.parse::<u8>().map_err(|_| bad())?)),
+                None => (text.as_str(), None),
+            };
+            let ip: std::net::IpAddr = ip.parse().map_err(|_| bad())?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            match bits {
+                Some(b) if b > max => Err(bad()),
+                Some(b) => Ok(format!("{ip}/{b}")),
+                None => Ok(ip.to_string()),
+            }
+        })
+        .collect()
 }
 
 /// Checks that `path` (given to `flag`) can be read now and holds PEM text; returns it
@@ -400,7 +430,7 @@ fn readable_pem(flag: &str, path: &std::path::Path) -> Result<PathBuf, String> {
 
 /// The TLS flags checked against `listen` (nginx's HTTPS address): both files readable,
 /// and the redirect listener, by default port 80 on `listen`'s host.
-pub fn parse_tls(args: &TlsArgs, listen: SocketAddr) -> Result<Option<TlsSetup>, String> {
+pub fn parse_tls(args: &NginxFrontArgs, listen: SocketAddr) -> Result<Option<TlsSetup>, String> {
     let (cert, key) = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => (cert, key),
         (None, None) if args.redirect_http.is_some() => {
@@ -570,7 +600,7 @@ impl ServeArgs {
                 || self.nginx_conf.is_some()
                 || self.listen.is_some()
                 || self.preload
-                || self.tls.given()
+                || self.front.given()
             {
                 return Err(
                     "--nginx, --nginx-conf, --listen, --tls-cert and --preload need --port-range or --workers"
@@ -595,14 +625,14 @@ impl ServeArgs {
             }
             None => None,
         };
-        if self.tls.given() && self.nginx_conf.is_none() {
+        if self.front.given() && self.nginx_conf.is_none() {
             return Err(
-                "--tls-cert, --tls-key and --redirect-http configure nginx: give --nginx-conf PATH too"
+                "--tls-cert, --tls-key, --redirect-http and --real-ip-from configure nginx: give --nginx-conf PATH too"
                     .into(),
             );
         }
         let tls = match listen {
-            Some(listen) => parse_tls(&self.tls, listen)?,
+            Some(listen) => parse_tls(&self.front, listen)?,
             None => None,
         };
         if self.nginx && self.nginx_conf.is_none() {
@@ -619,6 +649,7 @@ impl ServeArgs {
             nginx_conf: self.nginx_conf.clone(),
             listen,
             tls,
+            real_ip_from: parse_real_ip_from(&self.front.real_ip_from)?,
             run_nginx: self.nginx,
             control_socket: self.control_socket.clone(),
             preload: self.preload,
@@ -730,10 +761,11 @@ mod tests {
         let listen: SocketAddr = "10.1.2.3:443".parse().unwrap();
         let tls = |cert: Option<&PathBuf>, key: Option<&PathBuf>, redirect: Option<&str>| {
             parse_tls(
-                &TlsArgs {
+                &NginxFrontArgs {
                     tls_cert: cert.cloned(),
                     tls_key: key.cloned(),
                     redirect_http: redirect.map(String::from),
+                    real_ip_from: vec![],
                 },
                 listen,
             )
@@ -763,6 +795,18 @@ mod tests {
         ] {
             let err = tls(cert, key, redirect).unwrap_err();
             assert!(err.contains(want) && !err.contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
+    fn real_ip_from_takes_addresses_and_cidr_blocks() {
+        let given = ["10.0.0.0/8", "::1", "192.0.2.7"].map(String::from);
+        assert_eq!(
+            parse_real_ip_from(&given).unwrap(),
+            vec!["10.0.0.0/8", "::1", "192.0.2.7"]
+        );
+        for bad in ["10.0.0.0/33", "host", "10.0.0.1/x", "::1/129", ""] {
+            assert!(parse_real_ip_from(&[bad.to_string()]).is_err(), "{bad}");
         }
     }
 

@@ -184,6 +184,8 @@ pub struct LauncherConfig {
     pub listen: Option<SocketAddr>,
     /// TLS at nginx; `None` serves plain HTTP on `listen`.
     pub tls: Option<TlsSetup>,
+    /// `--real-ip-from`: proxies in front of nginx whose X-Forwarded-For nginx believes.
+    pub real_ip_from: Vec<String>,
     pub run_nginx: bool,
     pub control_socket: Option<PathBuf>,
     /// `--preload`: instances are forked from one process that imported the app.

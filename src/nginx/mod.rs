@@ -9,7 +9,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::{parse_host_port, parse_size, parse_static_mounts, parse_tls, NginxConfigArgs};
+use crate::cli::{
+    parse_host_port, parse_real_ip_from, parse_size, parse_static_mounts, parse_tls,
+    NginxConfigArgs,
+};
 use crate::config::{StaticMount, TlsSetup};
 
 mod template;
@@ -18,6 +21,7 @@ const MAIN_TEMPLATE: &str = include_str!("../../deploy/nginx/nginx.conf.in");
 const TLS_TEMPLATE: &str = include_str!("../../deploy/nginx/tls.conf.in");
 const REDIRECT_TEMPLATE: &str = include_str!("../../deploy/nginx/redirect.conf.in");
 const STATIC_TEMPLATE: &str = include_str!("../../deploy/nginx/static.conf.in");
+const REAL_IP_TEMPLATE: &str = include_str!("../../deploy/nginx/real_ip.conf.in");
 const TYPES_TEMPLATE: &str = include_str!("../../deploy/nginx/types.conf.in");
 
 /// Failed attempts after which nginx leaves an instance alone for `FAIL_TIMEOUT`; short, so a
@@ -107,6 +111,8 @@ pub struct NginxConfig {
     /// The client-facing address: HTTPS when `tls` is set.
     pub listen: SocketAddr,
     pub tls: Option<TlsSetup>,
+    /// `--real-ip-from`: proxies in front of nginx, as IP addresses or CIDR blocks.
+    pub real_ip_from: Vec<String>,
     /// `--static`, longest prefix first.
     pub static_mounts: Vec<StaticMount>,
     pub servers: Vec<UpstreamServer>,
@@ -221,6 +227,18 @@ fn static_locations(mounts: &[StaticMount]) -> String {
     out
 }
 
+/// The realip directives for `--real-ip-from` (empty without it).
+fn real_ip(proxies: &[String]) -> String {
+    if proxies.is_empty() {
+        return String::new();
+    }
+    let set_from: String = proxies
+        .iter()
+        .map(|p| format!("        set_real_ip_from {p};\n"))
+        .collect();
+    template::fill(REAL_IP_TEMPLATE, &[("set_real_ip_from", set_from)])
+}
+
 /// The TLS directives of the main server block and the redirect server (empty without TLS).
 fn tls_parts(listen: SocketAddr, tls: Option<&TlsSetup>) -> (String, String) {
     let Some(tls) = tls else {
@@ -315,6 +333,7 @@ pub fn render(config: &NginxConfig) -> String {
             .to_string(),
         ),
         ("tls", tls),
+        ("real_ip", real_ip(&config.real_ip_from)),
         ("max_body_size", nginx_size(config.max_body_size)),
         (
             "forwarded_proto",
@@ -439,7 +458,8 @@ pub fn config_from_args(args: &NginxConfigArgs) -> Result<NginxConfig, String> {
     };
     build(NginxConfig {
         listen,
-        tls: parse_tls(&args.tls, listen)?,
+        tls: parse_tls(&args.front, listen)?,
+        real_ip_from: parse_real_ip_from(&args.front.real_ip_from)?,
         static_mounts: parse_static_mounts(&args.static_mounts)?,
         servers: servers_from_args(args)?,
         max_body_size,

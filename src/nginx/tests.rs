@@ -36,6 +36,7 @@ fn single_host(run_dir: PathBuf) -> NginxConfig {
     build(NginxConfig {
         listen: "127.0.0.1:8000".parse().unwrap(),
         tls: None,
+        real_ip_from: vec![],
         static_mounts: vec![],
         servers: parse_backend("127.0.0.1:8001-8004").unwrap(),
         max_body_size: 1 << 30,
@@ -59,7 +60,7 @@ fn args(backends: &[&str]) -> NginxConfigArgs {
         upstream_keepalive: 256,
         run_dir: None,
         static_mounts: vec![],
-        tls: crate::cli::TlsArgs::default(),
+        front: crate::cli::NginxFrontArgs::default(),
     }
 }
 
@@ -95,6 +96,7 @@ fn tls_and_static(cert: PathBuf, key: PathBuf, static_dirs: [PathBuf; 2]) -> Ngi
             key,
             redirect_from: Some("127.0.0.1:80".parse().unwrap()),
         }),
+        real_ip_from: vec!["10.0.0.0/8".into(), "2001:db8::1".into()],
         static_mounts: vec![
             StaticMount {
                 url_prefix: "/static/media/".into(),
@@ -172,6 +174,8 @@ fn tls_and_static_match_golden() {
             "autoindex off;",
             "expires 1h;",
             "text/css css;",
+            "set_real_ip_from 10.0.0.0/8;",
+            "real_ip_recursive on;",
         ],
     );
     let media = text.find("\"/static/media/\"").unwrap();

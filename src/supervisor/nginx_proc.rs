@@ -118,6 +118,7 @@ pub fn launcher_nginx_config(
     nginx::build(NginxConfig {
         listen: config.listen.ok_or("nginx needs --listen HOST:PORT")?,
         tls: config.tls.clone(),
+        real_ip_from: config.real_ip_from.clone(),
         static_mounts: config.instance.static_mounts.clone(),
         servers,
         max_body_size: config.instance.limits.max_body,
@@ -405,6 +406,7 @@ mod tests {
             format!("--tls-cert={}", cert.display()),
             format!("--tls-key={}", key.display()),
             "--redirect-http=8080".into(),
+            "--real-ip-from=10.0.0.0/8".into(),
             format!("--static=/static/={d}/static"),
         ];
         let conf = dir.path().join("nginx.conf");
@@ -433,7 +435,12 @@ mod tests {
             panic!("nginx-config flags refused");
         };
         let from_command = nginx::render(&nginx::config_from_args(&args).unwrap());
-        assert!(from_launcher.contains("ssl http2") && from_launcher.contains("alias"));
+        for needle in ["ssl http2", "alias", "set_real_ip_from 10.0.0.0/8;"] {
+            assert!(
+                from_launcher.contains(needle),
+                "{needle} missing:\n{from_launcher}"
+            );
+        }
         assert_eq!(from_launcher, from_command);
     }
 
