@@ -517,4 +517,4 @@ pub const NOT_INSTALLED: &str =
     "--nginx: nginx is not installed (not on PATH nor in /usr/sbin); install it with: apt-get install nginx";
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -11,7 +11,7 @@ fn golden_path(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn assert_golden(name: &str, text: &str) {
+pub(crate) fn assert_golden(name: &str, text: &str) {
     let path = golden_path(name);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, text).unwrap();
@@ -327,7 +327,7 @@ fn run_dir_sits_next_to_the_config() {
 }
 
 /// Runs `nginx -t` on `text`; `None` when nginx is not installed.
-fn nginx_test(dir: &Path, text: &str, prefix_relative: bool) -> Option<(bool, String)> {
+pub(crate) fn nginx_test(dir: &Path, text: &str, prefix_relative: bool) -> Option<(bool, String)> {
     let nginx = find_nginx()?;
     let conf = dir.join("nginx.conf");
     std::fs::write(&conf, text).unwrap();

@@ -459,9 +459,16 @@ mod tests {
             panic!("--socket-dir refused");
         };
         let targets: Vec<BindAddr> = addresses(&config).iter().map(local_target).collect();
-        let text = nginx::render(
-            &launcher_nginx_config(&config, Path::new("/x/n.conf.run"), &targets).unwrap(),
-        );
+        let render_in = |run_dir: &Path| {
+            nginx::render(&launcher_nginx_config(&config, run_dir, &targets).unwrap())
+        };
+        let text = render_in(Path::new("/srv/app/nginx.conf.run"));
+        nginx::tests::assert_golden("socket_dir.conf", &text);
+        let dir = tempfile::tempdir().unwrap();
+        let tested = render_in(&dir.path().join("run"));
+        if let Some((ok, stderr)) = nginx::tests::nginx_test(dir.path(), &tested, false) {
+            assert!(ok, "nginx -t on the --socket-dir config: {stderr}");
+        }
         for n in 0..3 {
             let line = format!("server unix:/run/app/instance-{n}.sock max_fails=2");
             assert!(text.contains(&line), "missing {line} in:\n{text}");
