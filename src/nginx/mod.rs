@@ -425,7 +425,12 @@ fn servers_from_args(args: &NginxConfigArgs) -> Result<Vec<UpstreamServer>, Stri
     }
     for host in &args.drains {
         let mut found = false;
-        for server in servers.iter_mut().filter(|s| s.addr.host() == *host) {
+        let unbracketed = |h: &str| h.trim_start_matches('[').trim_end_matches(']').to_string();
+        let wanted = unbracketed(host);
+        for server in servers
+            .iter_mut()
+            .filter(|s| unbracketed(&s.addr.host()) == wanted)
+        {
             server.down = true;
             found = true;
         }

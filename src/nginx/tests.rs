@@ -242,6 +242,13 @@ fn drain_and_backup_mistakes_are_refused() {
         assert!(parse_backend(bad).is_err(), "{bad} accepted");
     }
     assert_eq!(parse_backend("unix:/a.sock@2").unwrap()[0].weight, 2);
+    let mut a = args(&["[::1]:8001", "127.0.0.1:8001"]);
+    a.drains = vec!["::1".into()];
+    let text = render(&config_from_args(&a).unwrap());
+    assert!(
+        text.contains("server [::1]:8001 max_fails=2 fail_timeout=2s down;"),
+        "{text}"
+    );
 }
 
 #[test]

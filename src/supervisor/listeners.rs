@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use socket2::Socket;
@@ -47,9 +47,15 @@ impl Listener {
 }
 
 impl Drop for Listener {
+    /// Removes the socket file, unless something else has taken its place since.
     fn drop(&mut self) {
         if let BindAddr::Unix(path) = &self.addr {
-            let _ = std::fs::remove_file(path);
+            let still_a_socket = std::fs::symlink_metadata(path)
+                .map(|meta| meta.file_type().is_socket())
+                .unwrap_or(false);
+            if still_a_socket {
+                let _ = std::fs::remove_file(path);
+            }
         }
     }
 }
