@@ -1,4 +1,5 @@
-"""WSGI apps for the benchmark scenarios: plain stdlib apps, and one Flask route.
+"""WSGI apps for the benchmark scenarios: plain stdlib apps, one Flask route and one
+Django view.
 
 Every server in a scenario serves the same callable from this module, so the
 measured difference is the server's own cost. Each app's expected answer is
@@ -16,6 +17,12 @@ try:
     import flask
 except ImportError:  # the flask scenario is then listed under "Not run"
     flask = None
+
+try:
+    from django_site import DJANGO_BODY
+    from django_site import application as django_view
+except ImportError:  # the django scenarios are then listed under "Not run"
+    DJANGO_BODY = b"Hello from Django!\n"
 
 HELLO_BODY = b"Hello, World!\n"  # 14 bytes
 BIG_BODY = b"0123456789abcdef" * 4096  # 64 KiB
@@ -157,6 +164,8 @@ def expected(scenario_app):
         return ("GET", "/token", None, make_token() + b"\n")
     if scenario_app == "flask_hello":
         return ("GET", "/flask", None, FLASK_BODY)
+    if scenario_app == "django_view":
+        return ("GET", "/django", None, DJANGO_BODY)
     raise KeyError(scenario_app)
 
 

@@ -182,6 +182,25 @@ def _evserve_nginx(port, app, workdir):
     ] + _evserve_common(app)  # fmt: skip
 
 
+def _evserve_nginx_unix(port, app, workdir):
+    return [
+        evserve_bin(),
+        "--workers", "2", "--socket-dir", os.path.join(workdir, "sockets"),
+        "--nginx-conf", os.path.join(workdir, "evserve-nginx.conf"),
+        "--nginx", "--listen", "127.0.0.1:%d" % port,
+        "--control-socket", os.path.join(workdir, "control.sock"),
+    ] + _evserve_common(app)  # fmt: skip
+
+
+def _proxied(kind, transport="tcp"):
+    """Backends of `kind` behind the nginx text `evserve nginx-config` prints (proxied.py)."""
+
+    def argv(port, app, workdir):
+        return [VENV_PY, os.path.join(HERE, "proxied.py"), kind, app, str(port), workdir, transport]
+
+    return argv
+
+
 EVSERVE_ENV = {}
 
 SINGLE = [
@@ -219,12 +238,34 @@ MULTI = [
     Server("granian --workers 2", _granian(2), processes=2, needs="granian"),
 ]
 
+# The whole deployment on the machine's 2 cores, unpinned (wrk too). Every proxied setup
+# sits behind the same generated nginx text, upstreams swapped.
+DEPLOY = [
+    Server("ceiling: nginx -> nginx tcp", _proxied("static"), processes=2, needs="nginx",
+           static=True, ready_line="ready:"),
+    Server("ceiling: nginx -> nginx unix", _proxied("static", "unix"), processes=2, needs="nginx",
+           static=True, ready_line="ready:"),
+    Server("evserve + nginx tcp", _evserve_nginx, processes=2, needs="evserve", env=EVSERVE_ENV,
+           ready_line="ready:"),
+    Server("evserve + nginx unix", _evserve_nginx_unix, processes=2, needs="evserve --socket-dir",
+           env=EVSERVE_ENV, ready_line="ready:"),
+    Server("bjoern x2 + nginx", _proxied("bjoern"), processes=2, needs="bjoern", ready_line="ready:"),
+    Server("gunicorn -w 2 + nginx", _proxied("gunicorn"), processes=2, needs="gunicorn",
+           ready_line="ready:"),
+    Server("evserve --workers 2", _evserve_workers, processes=2, needs="evserve", env=EVSERVE_ENV,
+           ready_line="ready:"),
+    Server("bjoern x2 reuse_port", _peer("bjoern", 2), processes=2, needs="bjoern"),
+    Server("granian --workers 2", _granian(2), processes=2, needs="granian"),
+]
+DEPLOY_PYTHON = [s for s in DEPLOY if not s.static]
+
 
 # -------------------------------------------------------------- scenarios
 
 
 class Scenario:
-    def __init__(self, name, title, app, servers, wrk_args=(), script=None, cpu_target=None, needs=None):
+    def __init__(self, name, title, app, servers, wrk_args=(), script=None, cpu_target=None, needs=None,
+                 floor=False, unpinned=False, baseline="bjoern"):
         self.name = name
         self.title = title
         self.app = app
@@ -233,6 +274,13 @@ class Scenario:
         self.script = script
         self.cpu_target = cpu_target  # evserve CPU/request relative to bjoern
         self.needs = needs  # module the app imports, installed into the bench venv
+        # Also time the app called in-process with no server (floor.py): each server's
+        # overhead is its CPU per request above that.
+        self.floor = floor
+        # Servers and wrk share both cores, as a deployment on this machine would.
+        self.unpinned = unpinned
+        # The server the ratio columns divide by.
+        self.baseline = baseline
 
 
 SINGLE_PYTHON = [s for s in SINGLE if not s.static]
@@ -257,7 +305,14 @@ SCENARIOS = [
     ),
     Scenario("environ", "reads ~20 environ keys", "environ_app", SINGLE_PYTHON, cpu_target=0.85),
     Scenario("token", "~1 ms CPU (HMAC/HKDF token), 1 and 2 processes", "token", SINGLE_PYTHON + MULTI),
-    Scenario("flask", "Flask hello route, keep-alive", "flask_hello", SINGLE_PYTHON, needs="flask"),
+    Scenario("flask", "Flask hello route, keep-alive", "flask_hello", SINGLE_PYTHON, needs="flask", floor=True),
+    Scenario("django", "Django view, keep-alive", "django_view", SINGLE_PYTHON, needs="django", floor=True),
+    Scenario("deploy-hello", "whole deployment on 2 cores, hello", "hello", DEPLOY, unpinned=True,
+             baseline="ceiling: nginx -> nginx tcp"),
+    Scenario("deploy-django", "whole deployment on 2 cores, Django view", "django_view", DEPLOY_PYTHON,
+             needs="django", unpinned=True, baseline="bjoern x2 reuse_port"),
+    Scenario("deploy-token", "whole deployment on 2 cores, ~1 ms CPU token", "token", DEPLOY_PYTHON,
+             unpinned=True, baseline="bjoern x2 reuse_port"),
 ]
 
 
@@ -379,7 +434,7 @@ def start_server(server, scenario, ports, logdir):
     log_path = os.path.join(workdir, "server.log")
     log = open(log_path, "wb")
     proc = subprocess.Popen(
-        ["taskset", "-c", server.cores] + argv,
+        ["taskset", "-c", MULTI_CORES if scenario.unpinned else server.cores] + argv,
         cwd=HERE,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -493,7 +548,7 @@ def wrk_script(scenario, logdir):
 def run_wrk(port, scenario, script, duration, connections):
     _, path, _, _ = apps.expected(scenario.app)
     argv = [
-        "taskset", "-c", WRK_CORES, "wrk",
+        "taskset", "-c", MULTI_CORES if scenario.unpinned else WRK_CORES, "wrk",
         "-t", "1", "-c", str(connections), "-d", "%gs" % duration,
         "--timeout", "5s", "--latency", "-s", script,
         *scenario.wrk_args,
@@ -514,6 +569,12 @@ def available(server, peer_status):
     need = server.needs
     if need == "evserve":
         return None if os.access(evserve_bin(), os.X_OK) else "not installed in the bench venv"
+    if need.startswith("evserve --"):
+        if not os.access(evserve_bin(), os.X_OK):
+            return "not installed in the bench venv"
+        usage = subprocess.run([evserve_bin(), "--help"], capture_output=True, text=True).stdout
+        flag = need.split(" ", 1)[1]
+        return None if flag in usage else "this evserve has no %s" % flag
     if need == "evserve-b":
         return None if os.access(evserve_b_bin(), os.X_OK) else "EVSERVE_BIN_B is not executable"
     if need == "nginx":
@@ -593,6 +654,42 @@ def run_scenario(scenario, args, ports, logdir, peer_status, notes):
         for run in running:
             stop_server(run)
     return result
+
+
+def measure_floor(scenario, rounds, notes):
+    """The app's CPU per call with no server (floor.py), one timing per round, pinned to the
+    servers' core; None if it could not run."""
+    per_call = []
+    for _ in range(max(rounds, 1)):
+        out = subprocess.run(
+            ["taskset", "-c", SERVER_CORES, VENV_PY, os.path.join(HERE, "floor.py"), scenario.app, "3"],
+            cwd=HERE, capture_output=True, text=True, timeout=60,
+            env=dict(os.environ, PYTHONPATH=HERE, PYTHONDONTWRITEBYTECODE="1"),
+        )  # fmt: skip
+        if out.returncode != 0:
+            notes["floor / " + scenario.name] = (out.stderr or out.stdout).strip()[-200:]
+            return None
+        per_call.append(json.loads(out.stdout.strip().splitlines()[-1])["us_per_call"])
+    floor = statistics.median(per_call)
+    print("  floor %-22s %7.1f us/call (in-process, no server)" % (scenario.app, floor), flush=True)
+    return floor
+
+
+def floor_lines(scenario, summary, floor):
+    """The overhead table of a framework scenario: CPU per request above the floor."""
+    base = summary.get("bjoern")
+    base_over = base["cpu_us"] - floor if base else None
+    lines = [
+        "Framework floor (the app called in-process with a canned environ, no server): "
+        "%.1f µs per request. Overhead is CPU per request above it." % floor,
+        "",
+        "| server | CPU µs/req | overhead µs/req | overhead vs bjoern's |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, s in summary.items():
+        over = s["cpu_us"] - floor
+        lines.append("| %s | %.1f | %.1f | %s |" % (name, s["cpu_us"], over, fmt(ratio(over, base_over), ".2f")))
+    return lines + [""]
 
 
 def kernel_counters():
@@ -727,6 +824,84 @@ def target_checks(scenario, summary):
     return checks
 
 
+def _check(server, short, text, ok):
+    return (server, short, text, ok)
+
+
+def framework_checks(scenario, summary, floor):
+    """evserve's overhead above the framework floor: at most 0.8x bjoern's, below every peer's."""
+    ev = summary.get("evserve")
+    if not (ev and floor):
+        return []
+    over = ev["cpu_us"] - floor
+    checks = []
+    for name, s in summary.items():
+        if name.startswith("evserve"):
+            continue
+        peer_over = s["cpu_us"] - floor
+        limit = 0.8 if name == "bjoern" else 1.0
+        ok = over <= limit * peer_over if name == "bjoern" else over < peer_over
+        checks.append(_check(
+            "evserve", "overhead %s %s" % ("<= 0.8x" if name == "bjoern" else "<", name),
+            "%s: overhead above the floor %.1f µs vs %s %.1f µs (target %s)"
+            % (scenario.name, over, name, peer_over, "<= 0.8x" if name == "bjoern" else "below"),
+            ok))  # fmt: skip
+    return checks
+
+
+def deploy_checks(scenario, summary, one_bjoern_rps):
+    """The deployment targets: hello against the ceiling, token against bjoern, Django
+    against every peer setup."""
+    checks = []
+    get = summary.get
+    if scenario.name == "deploy-hello":
+        for transport in ("tcp", "unix"):
+            ev, ceiling = get("evserve + nginx " + transport), get("ceiling: nginx -> nginx " + transport)
+            if ev and ceiling:
+                r = ev["rps"] / ceiling["rps"]
+                checks.append(_check("evserve + nginx " + transport, ">= 0.95x ceiling",
+                                     "deploy-hello: evserve + nginx %s %.2f x the ceiling (target >= 0.95)"
+                                     % (transport, r), r >= 0.95))  # fmt: skip
+    workers = get("evserve --workers 2")
+    if scenario.name == "deploy-hello" and workers:
+        for peer, factor in (("bjoern x2 reuse_port", 1.0), ("granian --workers 2", 1.0)):
+            p = get(peer)
+            if p:
+                r = workers["rps"] / p["rps"]
+                checks.append(_check("evserve --workers 2", ">= %s" % peer,
+                                     "deploy-hello: --workers 2 %.2f x %s (target >= %.1f)" % (r, peer, factor),
+                                     r >= factor))  # fmt: skip
+    if scenario.name == "deploy-token":
+        reuse = get("bjoern x2 reuse_port")
+        for name in ("evserve --workers 2", "evserve + nginx tcp", "evserve + nginx unix"):
+            s = get(name)
+            if not s:
+                continue
+            if one_bjoern_rps:
+                r = s["rps"] / one_bjoern_rps
+                checks.append(_check(name, ">= 1.9x bjoern",
+                                     "deploy-token: %s %.2f x one bjoern process (target >= 1.9)" % (name, r),
+                                     r >= 1.9))  # fmt: skip
+            if reuse:
+                checks.append(_check(name, ">= bjoern x2",
+                                     "deploy-token: %s %.0f req/s vs bjoern x2 reuse_port %.0f (target: at least)"
+                                     % (name, s["rps"], reuse["rps"]), s["rps"] >= reuse["rps"]))  # fmt: skip
+    if scenario.name == "deploy-django":
+        ours = {n: s for n, s in summary.items() if n.startswith("evserve")}
+        peers = {n: s for n, s in summary.items() if not n.startswith("evserve")}
+        if ours and peers:
+            best_name, best = max(ours.items(), key=lambda kv: kv[1]["rps"])
+            top_name, top = max(peers.items(), key=lambda kv: kv[1]["rps"])
+            best_p99 = min(p["p99_ms"] for p in peers.values())
+            checks.append(_check(best_name, "ahead of every peer",
+                                 "deploy-django: %s %.0f req/s vs the best peer %s %.0f (target: ahead)"
+                                 % (best_name, best["rps"], top_name, top["rps"]), best["rps"] > top["rps"]))  # fmt: skip
+            checks.append(_check(best_name, "p99 <= best peer's",
+                                 "deploy-django: %s p99 %.2f ms vs the best peer p99 %.2f ms (target: no worse)"
+                                 % (best_name, best["p99_ms"], best_p99), best["p99_ms"] <= best_p99))  # fmt: skip
+    return checks
+
+
 def target_cell(checks, server):
     return ", ".join(
         "%s %s" % (short, "met" if ok else "**missed**") for name, short, _, ok in checks if name == server
@@ -739,7 +914,8 @@ def write_markdown(path, meta, results, notes):
         "",
         "Run %s on %s. wrk: 1 thread, %d connections, %g s per run, %d rounds interleaved, "
         "%g s warm-up. Servers pinned to core %s (two-process servers to cores %s), "
-        "wrk to core %s. Load average at start: %s. Command: `%s`."
+        "wrk to core %s; the deploy-* scenarios run unpinned, wrk too, on both cores. "
+        "Load average at start: %s. Command: `%s`."
         % (
             meta["date"], meta["machine"], meta["connections"], meta["duration"], meta["rounds"],
             meta["warmup"], SERVER_CORES, MULTI_CORES, WRK_CORES, meta["load"], meta["command"],
@@ -764,14 +940,19 @@ def write_markdown(path, meta, results, notes):
                 problems = sorted({x.get("problem", "no result") for x in r["rounds"]})
                 notes.setdefault("%s / %s" % (name, scenario.name), "every run failed: " + "; ".join(problems))
         summary = {n: s for n, s in summary.items() if s}
-        base = summary.get("bjoern")
+        base = summary.get(scenario.baseline)
+        vs = "vs " + scenario.baseline
         lines += [
             "## %s: %s" % (scenario.name, scenario.title),
             "",
-            "| server | req/s | req/s vs bjoern | p50 ms | p99 ms | CPU µs/req | CPU/req vs bjoern | cores used | errors | target |",
+            "| server | req/s | req/s %s | p50 ms | p99 ms | CPU µs/req | CPU/req %s | cores used | errors | target |" % (vs, vs),
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         checks = target_checks(scenario, summary)
+        floor = meta.get("floors", {}).get(scenario.name)
+        checks += framework_checks(scenario, summary, floor)
+        one_bjoern = (summarize(results.get("token", {}).get("bjoern", {}).get("rounds", [])) or {}).get("rps")
+        checks += deploy_checks(scenario, summary, one_bjoern)
         all_checks += checks
         for name, s in summary.items():
             bold = "**" if name.startswith("evserve") else ""
@@ -787,6 +968,8 @@ def write_markdown(path, meta, results, notes):
                     target_cell(checks, name),
                 )
             )  # fmt: skip
+        if floor:
+            lines += [""] + floor_lines(scenario, summary, floor)
         share = min(
             (s["cores"] / (2 if results[scenario.name][n]["multi"] else 1) for n, s in summary.items()),
             default=1.0,
@@ -1025,6 +1208,8 @@ def main():
             print("\n== %s: not run, %s" % (scenario.name, why), flush=True)
             continue
         results[scenario.name] = run_scenario(scenario, args, ports, logdir, peer_status, notes)
+        if scenario.floor:
+            meta.setdefault("floors", {})[scenario.name] = measure_floor(scenario, args.rounds, notes)
     meta["noise_after"] = noise.measure(noise_seconds)
     for name, s in peer_status.items():
         if s["ok"] and s["note"]:

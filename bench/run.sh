@@ -64,8 +64,8 @@ importable matplotlib || pip install matplotlib || { say "matplotlib failed: no 
 
 : > "$STATUS.new"
 record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$STATUS.new"; }
-# flask is not a server: the flask scenario's app needs it.
-for peer in bjoern granian gunicorn waitress pyruvate flask; do
+# flask and django are not servers: the flask and django scenarios' apps need them.
+for peer in bjoern granian gunicorn waitress pyruvate flask django; do
     if importable "$peer"; then
         record "$peer" ok ""
     else

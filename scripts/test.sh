@@ -45,6 +45,14 @@ if ! command -v nginx >/dev/null 2>&1; then
     apt-get install -y -qq nginx >/dev/null
 fi
 
+# The Django admin check takes headless screenshots; without chromium it is skipped.
+if [ ! -x /usr/bin/chromium ]; then
+    step "installing chromium"
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } ||
+        echo "chromium could not be installed: the browser tests will be skipped"
+fi
+
 step "pip install . (into .venv-test)"
 .venv-test/bin/python -m pip install "${PIP_QUIET[@]}" --force-reinstall --no-deps .
 export EVSERVE_BIN="$PWD/.venv-test/bin/evserve"

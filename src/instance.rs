@@ -18,6 +18,7 @@ use crate::config::{BindAddr, InstanceConfig};
 use crate::contract::{self, ExitCode, Message};
 use crate::log;
 use crate::server::{self, Listener};
+use crate::static_files::StaticSite;
 use crate::wsgi;
 
 pub use crate::contract::under_launcher;
@@ -458,6 +459,7 @@ fn serve(
         access_log,
         heartbeat: control,
         signals,
+        static_site: StaticSite::new(config.static_mounts.clone(), &config.root_path),
     };
     let result = server::run(&mut wsgi_app, bound.listener, settings);
     drop(wsgi_app);

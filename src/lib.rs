@@ -5,7 +5,8 @@
 //! environ and responses, forking and process titles), `instance` (one instance, glued),
 //! `preload` (the process that imports the app once and forks instances), `supervisor`
 //! (the launcher), `contract` (what the launcher and its instances agree on), `listen`
-//! (binding sockets), `forwarded` (which peers' X-Forwarded-* headers count), `nginx`
+//! (binding sockets), `static_files` (which file a request names and how it is
+//! answered), `forwarded` (which peers' X-Forwarded-* headers count), `nginx`
 //! (config text), `cli`/`config` (flags), `entry` (the command line's dispatch), `log`.
 //!
 //! `unsafe` is refused everywhere but in the Python bridge, and every `unsafe` block there
@@ -25,6 +26,7 @@ pub mod log;
 pub mod nginx;
 pub mod preload;
 pub mod server;
+pub mod static_files;
 pub mod supervisor;
 #[allow(unsafe_code)]
 pub mod wsgi;

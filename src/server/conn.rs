@@ -5,7 +5,8 @@
 //! an event while a complete request is already buffered.
 //!
 //! This file is the state machine ([`Phase`]); the pooled buffers are in `buffers`, the
-//! responses the server writes itself in `canned`, the access log in `access_log`.
+//! responses the server writes itself in `canned`, the access log in `access_log`, the
+//! answers to requests under a `--static` mount in `static_send`.
 
 use std::io::{self, Read, Seek, Write};
 use std::time::{Duration, Instant};
@@ -21,6 +22,7 @@ use crate::log;
 mod access_log;
 mod buffers;
 mod canned;
+mod static_send;
 #[cfg(test)]
 mod tests;
 
@@ -91,12 +93,16 @@ pub(crate) enum Drive {
     Wait,
     Again,
     Close,
+    /// A response is queued, its write deferred to the end of the loop turn
+    /// (`Shared::defer_writes`): drive the connection again then.
+    Deferred,
 }
 
 enum Step {
     Continue,
     Wait,
     Close,
+    Deferred,
 }
 
 pub(crate) struct Conn<A: App> {
@@ -269,6 +275,7 @@ impl<A: App> Conn<A> {
                     }
                     return Drive::Wait;
                 }
+                Step::Deferred => return Drive::Deferred,
                 Step::Close => {
                     if let Phase::Writing(resp) = &self.phase {
                         // Cut short: the app failed mid-stream or the client went away.
@@ -504,6 +511,9 @@ impl<A: App> Conn<A> {
 
     /// Runs the app on the complete request and queues the start of its reply.
     fn respond(&mut self, app: &mut A, sh: &mut Shared<A::Chunk>) {
+        if self.serve_static(sh) {
+            return;
+        }
         let Some(work) = self.work.as_mut() else {
             return;
         };
@@ -590,13 +600,7 @@ impl<A: App> Conn<A> {
             buf.extend_from_slice(&sh.clock.date);
             buf.extend_from_slice(b"\r\n");
         }
-        if !keep_alive {
-            buf.extend_from_slice(b"Connection: close\r\n\r\n");
-        } else if head.version == Version::Http10 {
-            buf.extend_from_slice(b"Connection: keep-alive\r\n\r\n");
-        } else {
-            buf.extend_from_slice(b"\r\n");
-        }
+        end_head(buf, keep_alive, head.version);
         out.commit_own(from);
         let mut more = more;
         let mut file = reply.file.take();
@@ -626,7 +630,41 @@ impl<A: App> Conn<A> {
         });
     }
 
+    /// Answers a request under a `--static` mount (the app is not called); false when the
+    /// request is not under one.
+    fn serve_static(&mut self, sh: &mut Shared<A::Chunk>) -> bool {
+        if sh.static_site.is_empty() {
+            return false;
+        }
+        let Some(work) = self.work.as_mut() else {
+            return false;
+        };
+        let keep_alive = work.head.keep_alive && !draining(sh);
+        let Some(sent) = static_send::answer(&sh.static_site, work, &sh.clock.date, keep_alive)
+        else {
+            return false;
+        };
+        sh.requests_served += 1;
+        self.deadline = None;
+        let framing = match &sent.file {
+            Some(file) => Framing::Length(file.len),
+            None => Framing::NoBody,
+        };
+        self.phase = Phase::Writing(Responding {
+            stream: None,
+            more: false,
+            file: sent.file,
+            framing,
+            keep_alive,
+            status: sent.status,
+        });
+        true
+    }
+
     fn write_response(&mut self, app: &mut A, sh: &mut Shared<A::Chunk>) -> Step {
+        if sh.defer_writes && self.work.as_ref().is_some_and(|w| !w.out.is_empty()) {
+            return Step::Deferred;
+        }
         self.nagle.before_write(&self.stream);
         let (Some(work), Phase::Writing(resp)) = (self.work.as_mut(), &mut self.phase) else {
             return Step::Close;
@@ -737,7 +775,11 @@ impl<A: App> Conn<A> {
             log_access(sh, &self.peer, work, resp.status);
         }
         work.consume_request();
-        if !resp.keep_alive || sh.draining {
+        // A response that promised keep-alive stays true to it even if a drain began while
+        // it was written (its write deferred to the end of the turn, or slow): the
+        // connection is then idle under a drain, with its grace, so the client's next
+        // request is answered (with close) instead of meeting a closed socket.
+        if !resp.keep_alive {
             self.phase = Phase::Closing { _held: resp.stream };
             return Step::Close;
         }
@@ -755,6 +797,18 @@ fn draining<C>(sh: &Shared<C>) -> bool {
     sh.draining
         || (Instant::now().duration_since(sh.now) >= SIGNAL_PEEK_AFTER
             && sh.stop_signals.as_ref().is_some_and(byte_waiting))
+}
+
+/// Ends a response head with the `Connection` field the response's keep-alive and the
+/// request's version call for, and the empty line.
+fn end_head(buf: &mut Vec<u8>, keep_alive: bool, version: Version) {
+    if !keep_alive {
+        buf.extend_from_slice(b"Connection: close\r\n\r\n");
+    } else if version == Version::Http10 {
+        buf.extend_from_slice(b"Connection: keep-alive\r\n\r\n");
+    } else {
+        buf.extend_from_slice(b"\r\n");
+    }
 }
 
 /// Writes queued bytes until done or the socket is full.

@@ -159,6 +159,8 @@ pub struct Settings {
     pub heartbeat: Option<UnixDatagram>,
     /// Read end of the pipe the stop-signal handlers write to.
     pub signals: std::os::unix::net::UnixStream,
+    /// `--static` mounts, answered without the app.
+    pub static_site: crate::static_files::StaticSite,
 }
 
 /// The `Date` header value and the access-log time, remade once a second.
@@ -222,6 +224,13 @@ pub(crate) struct Shared<C> {
     /// The stop-signal pipe, peeked so a response after a signal not yet read says close.
     pub stop_signals: Option<std::os::fd::OwnedFd>,
     pub requests_served: u64,
+    /// `--static` mounts, answered without the app.
+    pub static_site: crate::static_files::StaticSite,
+    /// While the loop handles a turn's events, responses are queued and written together
+    /// at the end of the turn: a client with several connections, or an nginx worker,
+    /// then wakes once for the turn's answers instead of once per answer. A turn with one
+    /// ready connection writes as soon as its answer is made, as before.
+    pub defer_writes: bool,
 }
 
 /// Serves until a stop signal and the drain after it. Returns once every connection is
@@ -248,12 +257,14 @@ pub fn run<A: App>(app: &mut A, listener: Listener, mut settings: Settings) -> i
         }
         state.woke();
         state.beat(&mut app.heartbeat);
+        state.shared.defer_writes = events.iter().nth(1).is_some();
         for event in events.iter() {
             if let Flow::Exit = state.on_event(&mut app, event, poll.registry()) {
                 return Ok(());
             }
         }
         state.drive_again(&mut app);
+        state.write_deferred(&mut app);
         state.expire_timers();
         state.accept(&mut app, poll.registry());
     }
@@ -369,6 +380,8 @@ struct LoopState<A: App> {
     /// Connections with work left that no event will announce (a step budget ran out).
     again: Vec<usize>,
     again_next: Vec<usize>,
+    /// Connections whose queued response waits for the end of the turn: slot, serial.
+    deferred: Vec<(usize, u64)>,
 }
 
 impl<A: App> LoopState<A> {
@@ -397,6 +410,8 @@ impl<A: App> LoopState<A> {
                 draining: false,
                 stop_signals,
                 requests_served: 0,
+                static_site: settings.static_site,
+                defer_writes: false,
             },
             max_connections: settings.max_connections,
             gate: AcceptGate::new(settings.shares_listener),
@@ -408,6 +423,7 @@ impl<A: App> LoopState<A> {
             serial: 0,
             again: Vec::new(),
             again_next: Vec::new(),
+            deferred: Vec::new(),
         })
     }
 
@@ -533,13 +549,26 @@ impl<A: App> LoopState<A> {
 
     /// Moves one connection on; one that runs out of its step budget goes again next turn.
     fn drive(&mut self, app: &mut A, slot: usize) {
-        drive_slot(
-            app,
-            &mut self.conns,
-            &mut self.shared,
-            slot,
-            &mut self.again_next,
-        );
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        match conn.drive(app, &mut self.shared, slot) {
+            conn::Drive::Wait => {}
+            conn::Drive::Again => self.again_next.push(slot),
+            conn::Drive::Deferred => self.deferred.push((slot, conn.serial)),
+            conn::Drive::Close => close_conn(&mut self.conns, &mut self.shared, slot),
+        }
+    }
+
+    /// Writes the responses deferred during this turn's events, each connection then going
+    /// on as far as it can (a pipelined request next in its buffer is answered at once).
+    fn write_deferred(&mut self, app: &mut A) {
+        self.shared.defer_writes = false;
+        for (slot, serial) in std::mem::take(&mut self.deferred) {
+            if self.conns.get(slot).is_some_and(|c| c.serial == serial) {
+                self.drive(app, slot);
+            }
+        }
     }
 
     /// Connections whose step budget ran out in the previous turn.
@@ -727,23 +756,6 @@ fn is_out_of_resources(e: &io::Error) -> bool {
     )
 }
 
-fn drive_slot<A: App>(
-    app: &mut A,
-    conns: &mut Slab<Conn<A>>,
-    shared: &mut Shared<A::Chunk>,
-    slot: usize,
-    again: &mut Vec<usize>,
-) {
-    let Some(conn) = conns.get_mut(slot) else {
-        return;
-    };
-    match conn.drive(app, shared, slot) {
-        conn::Drive::Wait => {}
-        conn::Drive::Again => again.push(slot),
-        conn::Drive::Close => close_conn(conns, shared, slot),
-    }
-}
-
 /// Serves a connection just accepted as far as it goes, and only then watches it: one
 /// answered at once and closed (`Connection: close`) never costs the poller anything.
 /// Registering after the reads is safe with edge-triggered readiness: registration
@@ -769,7 +781,7 @@ fn serve_new<A: App>(
         close_conn(conns, shared, slot);
         return;
     }
-    if matches!(drive, conn::Drive::Again) {
+    if matches!(drive, conn::Drive::Again | conn::Drive::Deferred) {
         again.push(slot);
     }
 }

@@ -129,6 +129,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(14);
 enum Outcome {
     Wait,
     Closed,
+    /// A response is queued and waits for the end of the loop turn.
+    Deferred,
 }
 
 struct Harness {
@@ -168,6 +170,8 @@ impl Harness {
             draining: false,
             stop_signals: None,
             requests_served: 0,
+            static_site: Default::default(),
+            defer_writes: false,
         };
         Harness {
             conn: Some(Conn::new(stream, Peer::Unix, 1, sh.now)),
@@ -203,6 +207,7 @@ impl Harness {
             match conn.drive(&mut self.app, &mut self.sh, 0) {
                 Drive::Wait => return Outcome::Wait,
                 Drive::Again => {}
+                Drive::Deferred => return Outcome::Deferred,
                 Drive::Close => {
                     if let Some(mut conn) = self.conn.take() {
                         conn.release(&mut self.sh);
@@ -315,6 +320,48 @@ fn parse_responses(mut data: &[u8], head_requests: &[bool]) -> Vec<Response> {
 
 fn get(target: &str) -> Vec<u8> {
     format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").into_bytes()
+}
+
+#[test]
+fn a_deferred_response_is_written_only_when_the_turn_ends_then_the_next_request_goes_on() {
+    let mut h = Harness::new(echo_target);
+    h.sh.defer_writes = true;
+    let mut stream = get("/1");
+    stream.extend(get("/2"));
+    let (outcome, responses) = h.exchange(&stream, &[]);
+    assert_eq!(outcome, Outcome::Deferred);
+    assert!(responses.is_empty(), "written before the turn ended");
+    assert_eq!(h.app.calls.len(), 1);
+    h.sh.defer_writes = false;
+    let outcome = h.run();
+    let responses = parse_responses(&h.received(), &[]);
+    assert_eq!(outcome, Outcome::Wait);
+    let bodies: Vec<_> = responses.iter().map(|r| r.body.clone()).collect();
+    assert_eq!(bodies, [&b"target=/1"[..], b"target=/2"]);
+}
+
+#[test]
+fn a_keep_alive_response_written_after_a_drain_began_leaves_the_connection_open_for_one_more_answer(
+) {
+    let mut h = Harness::new(echo_target);
+    h.sh.defer_writes = true;
+    let (outcome, _) = h.exchange(&get("/1"), &[]);
+    assert_eq!(outcome, Outcome::Deferred);
+    // The stop signal is read in the same turn, before the deferred write.
+    h.sh.draining = true;
+    h.sh.defer_writes = false;
+    assert_eq!(h.run(), Outcome::Wait);
+    let first = parse_responses(&h.received(), &[]);
+    assert_eq!(first.len(), 1);
+    assert_ne!(first[0].header("Connection"), Some("close"));
+    assert!(
+        !h.eof,
+        "closed right after a response that promised keep-alive"
+    );
+    let (outcome, responses) = h.exchange(&get("/2"), &[]);
+    assert_eq!(outcome, Outcome::Closed);
+    assert_eq!(responses.len(), 1);
+    assert_eq!(responses[0].header("Connection"), Some("close"));
 }
 
 #[test]
@@ -776,4 +823,105 @@ fn a_streamed_204_or_304_never_gets_transfer_encoding() {
             assert!(r.body.is_empty());
         }
     }
+}
+
+/// A harness whose `/static/` is a directory holding `a.css` (`body{}`) and `big.bin`
+/// (`size` bytes, each its offset modulo 251).
+fn with_static(size: usize) -> (Harness, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.css"), b"body{}").unwrap();
+    let big: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.path().join("big.bin"), big).unwrap();
+    let mount = crate::config::StaticMount {
+        url_prefix: "/static/".into(),
+        dir: std::fs::canonicalize(dir.path()).unwrap(),
+    };
+    let mut h = Harness::new(echo_target);
+    h.sh.static_site = crate::static_files::StaticSite::new(vec![mount], "");
+    (h, dir)
+}
+
+#[test]
+fn a_static_file_pipelined_between_app_requests_is_answered_in_order_without_the_app() {
+    let (mut h, _dir) = with_static(10);
+    let mut stream = get("/1");
+    stream.extend(get("/static/a.css"));
+    stream.extend(b"HEAD /static/a.css HTTP/1.1\r\nHost: t\r\n\r\n");
+    stream.extend(get("/static/missing.css"));
+    stream.extend(get("/4"));
+    let (outcome, responses) = h.exchange(&stream, &[false, false, true]);
+    assert_eq!(outcome, Outcome::Wait);
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [200, 200, 200, 404, 200]);
+    assert_eq!(responses[1].body, b"body{}");
+    assert_eq!(
+        responses[1].header("Content-Type"),
+        Some("text/css; charset=utf-8")
+    );
+    assert_eq!(responses[2].header("Content-Length"), Some("6"));
+    assert!(responses[2].body.is_empty());
+    assert_eq!(responses[4].body, b"target=/4");
+    let seen: Vec<_> = h.app.calls.iter().map(|s| s.target.clone()).collect();
+    assert_eq!(seen, ["/1", "/4"]);
+}
+
+#[test]
+fn a_static_file_larger_than_the_socket_buffer_is_sent_as_the_client_reads() {
+    const SIZE: usize = 8 << 20;
+    let (mut h, _dir) = with_static(SIZE);
+    h.send(&get("/static/big.bin"));
+    assert_eq!(h.run(), Outcome::Wait);
+    let conn = h.conn();
+    assert!(
+        matches!(conn.phase, Phase::Writing(_)),
+        "waits for the reader"
+    );
+    assert_eq!(conn.deadline, Some(conn.since + WRITE_TIMEOUT));
+    let mut data = Vec::new();
+    for _ in 0..100_000 {
+        data.extend(h.received());
+        if matches!(h.conn().phase, Phase::Idle) {
+            break;
+        }
+        assert_eq!(h.run(), Outcome::Wait);
+    }
+    data.extend(h.received());
+    let responses = parse_responses(&data, &[]);
+    assert_eq!(responses.len(), 1);
+    let body = &responses[0].body;
+    assert_eq!(body.len(), SIZE);
+    assert!(body.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+    assert!(h.app.calls.is_empty());
+}
+
+#[test]
+fn a_static_post_is_405_and_the_connection_goes_on() {
+    let (mut h, _dir) = with_static(10);
+    let mut stream =
+        b"POST /static/a.css HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi".to_vec();
+    stream.extend(get("/static/a.css"));
+    let (outcome, responses) = h.exchange(&stream, &[]);
+    assert_eq!(outcome, Outcome::Wait);
+    assert_eq!(responses[0].status, 405);
+    assert_eq!(responses[0].header("Allow"), Some("GET, HEAD"));
+    assert_eq!(responses[1].status, 200);
+    assert!(h.app.calls.is_empty());
+}
+
+#[test]
+fn a_static_answer_gets_an_access_log_line() {
+    let (mut h, _dir) = with_static(10);
+    let log = SharedLog::default();
+    h.sh.access_log = Some(Box::new(log.clone()));
+    h.exchange(&get("/static/a.css"), &[]);
+    h.exchange(&get("/static/../x"), &[]);
+    let text = String::from_utf8(log.0.borrow().clone()).unwrap();
+    assert!(
+        text.contains("\"GET /static/a.css HTTP/1.1\" 200 6 "),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"GET /static/../x HTTP/1.1\" 404 "),
+        "{text}"
+    );
 }
