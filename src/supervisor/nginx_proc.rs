@@ -4,6 +4,7 @@
 //! The configuration text itself comes from `crate::nginx`; this module never builds it.
 
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -61,6 +62,9 @@ impl Setup {
         let run_dir = nginx::run_dir_for(&conf_path);
         let targets: Vec<BindAddr> = addresses(config).iter().map(local_target).collect();
         launcher_nginx_config(config, &run_dir, &targets)?;
+        if config.run_nginx && rustix::process::geteuid().is_root() {
+            warn_unreachable_static(config);
+        }
         Ok(Setup {
             conf_path,
             run_dir,
@@ -90,6 +94,30 @@ impl Setup {
     /// nginx's own stderr: what it says when it cannot start.
     fn stderr_log(&self) -> PathBuf {
         self.run_dir.join("stderr.log")
+    }
+}
+
+/// nginx started by root runs its workers as `nobody`: a `--static` directory they cannot
+/// reach answers 403 for every file. Says so at start, once per such directory.
+fn warn_unreachable_static(config: &LauncherConfig) {
+    for mount in &config.instance.static_mounts {
+        // The directory needs r-x for others, every directory above it --x.
+        let mut needed = 0o005;
+        for dir in mount.dir.ancestors() {
+            let Ok(meta) = std::fs::metadata(dir) else {
+                break;
+            };
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode & needed != needed {
+                crate::log::warn(&format!(
+                    "--static {}: nginx's workers run as nobody (nginx is started by root) and cannot read it: {} is mode {mode:04o}; its files would get 403 (chmod o+x the directories above it, o+rx it and o+r its files)",
+                    mount.dir.display(),
+                    dir.display()
+                ));
+                break;
+            }
+            needed = 0o001;
+        }
     }
 }
 

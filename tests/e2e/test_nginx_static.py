@@ -7,6 +7,7 @@ The static directories are made under /tmp and opened to every user: nginx's wor
 """
 
 import http.client
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -86,3 +87,22 @@ def test_nginx_serves_static_files_itself_with_cache_headers(launcher_start, tmp
     # Everything else still goes to the app.
     status, _, body = fetch(listen, "/other")
     assert status == 200 and body.startswith("pid="), body
+
+
+@needs_nginx
+@pytest.mark.skipif(os.geteuid() != 0, reason="nginx's workers change user only when root starts it")
+def test_a_static_dir_nginx_workers_cannot_read_is_warned_about(launcher_start, tmp_path):
+    hidden = tmp_path / "private"
+    hidden.mkdir()
+    tmp_path.chmod(0o700)
+    listen, first = launcher_free_ports(2)
+    p = launcher_start(
+        "--port-range", f"{first}-{first}",
+        "--nginx-conf", tmp_path / "nginx" / "nginx.conf", "--nginx",
+        "--listen", f"127.0.0.1:{listen}",
+        "--static", f"/static/={hidden}",
+        APPS / "launcher_app.py:app",
+    )
+    p.wait_ready()
+    line = p.find(r"WARN.*--static")
+    assert line and f"{tmp_path} is mode 0700" in line[1], p.output()
