@@ -12,7 +12,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{
     AppSource, AppSpec, BindAddr, InstanceConfig, LauncherConfig, Limits, Mode, PythonSetup,
-    ReloadWatch, StaticMount, Timeouts, TrustedProxies,
+    ReloadWatch, StaticMount, Timeouts, TlsSetup, TrustedProxies,
 };
 
 #[derive(Parser, Debug)]
@@ -98,7 +98,7 @@ pub enum Command {
     /// Print the state of each instance of a running launcher.
     Status(StatusArgs),
     /// Print an nginx configuration for instances on one or more hosts.
-    NginxConfig(NginxConfigArgs),
+    NginxConfig(Box<NginxConfigArgs>),
     /// Rolling reload of a running launcher's instances (as SIGHUP).
     Reload(ControlArgs),
     /// Replace one instance of a running launcher: a new process takes over once ready.
@@ -149,12 +149,18 @@ pub struct SignalArgs {
 
 #[derive(Args, Debug)]
 pub struct NginxConfigArgs {
-    /// Address nginx listens on.
+    /// Address nginx listens on (the HTTPS address with --tls-cert).
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8000")]
     pub listen: String,
-    /// Instances: HOST:PORT, HOST:FIRST-LAST or unix:PATH (repeatable).
+    /// Instances: HOST:PORT, HOST:FIRST-LAST or unix:PATH, each optionally @WEIGHT (repeatable).
     #[arg(long = "backend", value_name = "ADDR", required = true)]
     pub backends: Vec<String>,
+    /// Instances used only while every --backend is down: same forms as --backend (repeatable).
+    #[arg(long = "backup", value_name = "ADDR")]
+    pub backups: Vec<String>,
+    /// Take every instance of HOST out of rotation (marked down) for maintenance (repeatable).
+    #[arg(long = "drain", value_name = "HOST")]
+    pub drains: Vec<String>,
     /// Largest request body nginx lets through (same units as --max-body-size).
     #[arg(long, value_name = "SIZE", default_value = "1G")]
     pub max_body_size: String,
@@ -164,9 +170,35 @@ pub struct NginxConfigArgs {
     /// Idle connections nginx keeps to the upstream.
     #[arg(long, value_name = "N", default_value_t = 256)]
     pub upstream_keepalive: u32,
+    /// Absolute directory for nginx's pid file, logs and temporary files (default: run/
+    /// under nginx's -p prefix).
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: Option<PathBuf>,
     /// Serve files under DIR at URL_PREFIX (repeatable), as the launcher's --static.
     #[arg(long = "static", value_name = "URL_PREFIX=DIR")]
     pub static_mounts: Vec<String>,
+    #[command(flatten)]
+    pub front: NginxFrontArgs,
+}
+
+/// nginx's client side (TLS, a proxy in front of it): the same flags on the launcher and on
+/// `evserve nginx-config`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct NginxFrontArgs {
+    /// nginx: PEM certificate (chain) for HTTPS and HTTP/2 on --listen; needs --tls-key.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// nginx: PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// nginx with TLS: plain-HTTP address redirected (301) to https: HOST:PORT, PORT (on
+    /// --listen's host) or none (default: port 80 on --listen's host).
+    #[arg(long, value_name = "ADDR")]
+    pub redirect_http: Option<String>,
+    /// nginx behind another proxy or load balancer at CIDR (repeatable): nginx takes the
+    /// client's address from that proxy's X-Forwarded-For and passes it on.
+    #[arg(long = "real-ip-from", value_name = "CIDR")]
+    pub real_ip_from: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -243,6 +275,10 @@ pub struct ServeArgs {
     /// Launcher: one instance per port in FIRST-LAST, each on its own port.
     #[arg(long, value_name = "FIRST-LAST", conflicts_with_all = ["workers", "bind"])]
     pub port_range: Option<String>,
+    /// Launcher: one Unix socket per instance in DIR (DIR/instance-N.sock, N from 0 to
+    /// --workers minus 1), for nginx on the same host; instead of --port-range.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["port_range", "bind"])]
+    pub socket_dir: Option<PathBuf>,
     /// Launcher: N instances sharing one listening socket (at most 256).
     #[arg(long, short = 'w', value_name = "N")]
     pub workers: Option<u32>,
@@ -264,6 +300,8 @@ pub struct ServeArgs {
     /// Launcher: also run nginx with that configuration, as a supervised child.
     #[arg(long)]
     pub nginx: bool,
+    #[command(flatten)]
+    pub front: NginxFrontArgs,
     /// Launcher: control socket that `evserve status` talks to.
     #[arg(long, value_name = "PATH")]
     pub control_socket: Option<PathBuf>,
@@ -390,6 +428,83 @@ pub fn parse_static_mounts(values: &[String]) -> Result<Vec<StaticMount>, String
     Ok(mounts)
 }
 
+impl NginxFrontArgs {
+    /// Whether any TLS flag was given.
+    pub fn given(&self) -> bool {
+        self.tls_cert.is_some()
+            || self.tls_key.is_some()
+            || self.redirect_http.is_some()
+            || !self.real_ip_from.is_empty()
+    }
+}
+
+/// Parses `--real-ip-from` values: an IP address or CIDR block each, written back in
+/// canonical form.
+pub fn parse_real_ip_from(values: &[String]) -> Result<Vec<String>, String> {
+    values
+        .iter()
+        .map(|text| {
+            let bad = || format!("--real-ip-from '{text}' is not an IP address or CIDR block");
+            let (ip, bits) = match text.split_once('/') {
+                Some((ip, bits)) => (ip, Some(bits.parse::<u8>().map_err(|_| bad())?)),
+                None => (text.as_str(), None),
+            };
+            let ip: std::net::IpAddr = ip.parse().map_err(|_| bad())?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            match bits {
+                Some(b) if b > max => Err(bad()),
+                Some(b) => Ok(format!("{ip}/{b}")),
+                None => Ok(ip.to_string()),
+            }
+        })
+        .collect()
+}
+
+/// Checks that `path` (given to `flag`) can be read now and holds PEM text; returns it
+/// absolute.
+fn readable_pem(flag: &str, path: &std::path::Path) -> Result<PathBuf, String> {
+    let text = std::fs::read(path)
+        .map_err(|e| format!("{flag} {}: cannot read it: {e}", path.display()))?;
+    if !text.windows(11).any(|w| w == b"-----BEGIN ") {
+        return Err(format!(
+            "{flag} {}: not a PEM file (no -----BEGIN line)",
+            path.display()
+        ));
+    }
+    Ok(absolute(path.to_path_buf()))
+}
+
+/// The TLS flags checked against `listen` (nginx's HTTPS address): both files readable,
+/// and the redirect listener, by default port 80 on `listen`'s host.
+pub fn parse_tls(args: &NginxFrontArgs, listen: SocketAddr) -> Result<Option<TlsSetup>, String> {
+    let (cert, key) = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => (cert, key),
+        (None, None) if args.redirect_http.is_some() => {
+            return Err("--redirect-http needs --tls-cert and --tls-key".into())
+        }
+        (None, None) => return Ok(None),
+        _ => return Err("--tls-cert and --tls-key go together: give both".into()),
+    };
+    let redirect_from = match args.redirect_http.as_deref() {
+        None => Some(SocketAddr::new(listen.ip(), 80)),
+        Some("none") => None,
+        Some(text) => Some(match text.parse::<u16>() {
+            Ok(port) if port > 0 => SocketAddr::new(listen.ip(), port),
+            _ => parse_host_port(text).map_err(|e| format!("--redirect-http: {e} (or none)"))?,
+        }),
+    };
+    if redirect_from == Some(listen) {
+        return Err(format!(
+            "--redirect-http {listen} is also --listen, the HTTPS address; give another port or none"
+        ));
+    }
+    Ok(Some(TlsSetup {
+        cert: readable_pem("--tls-cert", cert)?,
+        key: readable_pem("--tls-key", key)?,
+        redirect_from,
+    }))
+}
+
 fn parse_bind(serve: &ServeArgs) -> Result<BindAddr, String> {
     match &serve.bind {
         Some(b) if b.starts_with("unix:") => {
@@ -509,7 +624,9 @@ impl ServeArgs {
                 .map_err(|e| format!("--forwarded-allow-ips: {e}"))?,
             static_mounts: parse_static_mounts(&self.static_mounts)?,
             multiprocess: self.port_range.is_some() || self.workers.is_some(),
-            shared_listener: self.port_range.is_none() && self.workers.is_some(),
+            shared_listener: self.port_range.is_none()
+                && self.socket_dir.is_none()
+                && self.workers.is_some(),
             report_source_files: reload.is_some(),
         };
         if !instance.root_path.is_empty() && !instance.root_path.starts_with('/') {
@@ -525,10 +642,20 @@ impl ServeArgs {
             Some(r) => Some(parse_port_range(r).map_err(|e| format!("--port-range: {e}"))?),
             None => None,
         };
+        if self.socket_dir.is_some() && self.workers.is_none() {
+            return Err(
+                "--socket-dir needs --workers N: the number of instances, one socket each".into(),
+            );
+        }
         if ports.is_none() && self.workers.is_none() {
-            if self.nginx || self.nginx_conf.is_some() || self.listen.is_some() || self.preload {
+            if self.nginx
+                || self.nginx_conf.is_some()
+                || self.listen.is_some()
+                || self.preload
+                || self.front.given()
+            {
                 return Err(
-                    "--nginx, --nginx-conf, --listen and --preload need --port-range or --workers"
+                    "--nginx, --nginx-conf, --listen, --tls-cert and --preload need --port-range or --workers"
                         .into(),
                 );
             }
@@ -545,7 +672,19 @@ impl ServeArgs {
         }
         let listen = match &self.listen {
             Some(l) => Some(parse_host_port(l).map_err(|e| format!("--listen: {e}"))?),
-            None if ports.is_some() => Some(SocketAddr::from(([127, 0, 0, 1], 8000))),
+            None if ports.is_some() || self.socket_dir.is_some() => {
+                Some(SocketAddr::from(([127, 0, 0, 1], 8000)))
+            }
+            None => None,
+        };
+        if self.front.given() && self.nginx_conf.is_none() {
+            return Err(
+                "--tls-cert, --tls-key, --redirect-http and --real-ip-from configure nginx: give --nginx-conf PATH too"
+                    .into(),
+            );
+        }
+        let tls = match listen {
+            Some(listen) => parse_tls(&self.front, listen)?,
             None => None,
         };
         if self.nginx && self.nginx_conf.is_none() {
@@ -554,12 +693,15 @@ impl ServeArgs {
         Ok(Mode::Launcher(Box::new(LauncherConfig {
             instance,
             ports,
+            socket_dir: self.socket_dir.clone().map(absolute),
             workers: self.workers.unwrap_or(1),
             max_restarts: self.max_restarts,
             restart_window: secs("restart-window", self.restart_window)?,
             timeout: secs("timeout", self.timeout)?,
             nginx_conf: self.nginx_conf.clone(),
             listen,
+            tls,
+            real_ip_from: parse_real_ip_from(&self.front.real_ip_from)?,
             run_nginx: self.nginx,
             control_socket: self.control_socket.clone(),
             preload: self.preload,
@@ -744,6 +886,65 @@ mod tests {
             panic!("not a launcher");
         };
         assert!(plain.reload.is_none() && !plain.instance.report_source_files);
+    }
+
+    #[test]
+    fn tls_flags_are_checked_at_start_with_one_line_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("c.pem");
+        std::fs::write(&pem, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        let junk = dir.path().join("junk");
+        std::fs::write(&junk, "hello").unwrap();
+        let listen: SocketAddr = "10.1.2.3:443".parse().unwrap();
+        let tls = |cert: Option<&PathBuf>, key: Option<&PathBuf>, redirect: Option<&str>| {
+            parse_tls(
+                &NginxFrontArgs {
+                    tls_cert: cert.cloned(),
+                    tls_key: key.cloned(),
+                    redirect_http: redirect.map(String::from),
+                    real_ip_from: vec![],
+                },
+                listen,
+            )
+        };
+        assert_eq!(tls(None, None, None), Ok(None));
+        let from = |r| {
+            tls(Some(&pem), Some(&pem), r)
+                .unwrap()
+                .unwrap()
+                .redirect_from
+        };
+        assert_eq!(from(None), Some("10.1.2.3:80".parse().unwrap()));
+        assert_eq!(from(Some("none")), None);
+        assert_eq!(from(Some("8080")), Some("10.1.2.3:8080".parse().unwrap()));
+        assert_eq!(
+            from(Some("0.0.0.0:81")),
+            Some("0.0.0.0:81".parse().unwrap())
+        );
+        let missing = dir.path().join("missing.pem");
+        for (cert, key, redirect, want) in [
+            (Some(&pem), None, None, "go together"),
+            (None, None, Some("80"), "needs --tls-cert"),
+            (Some(&missing), Some(&pem), None, "--tls-cert"),
+            (Some(&pem), Some(&junk), None, "not a PEM file"),
+            (Some(&pem), Some(&pem), Some("443"), "is also --listen"),
+            (Some(&pem), Some(&pem), Some("x:y"), "--redirect-http"),
+        ] {
+            let err = tls(cert, key, redirect).unwrap_err();
+            assert!(err.contains(want) && !err.contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
+    fn real_ip_from_takes_addresses_and_cidr_blocks() {
+        let given = ["10.0.0.0/8", "::1", "192.0.2.7"].map(String::from);
+        assert_eq!(
+            parse_real_ip_from(&given).unwrap(),
+            vec!["10.0.0.0/8", "::1", "192.0.2.7"]
+        );
+        for bad in ["10.0.0.0/33", "host", "10.0.0.1/x", "::1/129", ""] {
+            assert!(parse_real_ip_from(&[bad.to_string()]).is_err(), "{bad}");
+        }
     }
 
     #[test]

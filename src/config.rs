@@ -110,6 +110,17 @@ pub struct StaticMount {
     pub dir: PathBuf,
 }
 
+/// TLS at nginx (`--tls-cert`, `--tls-key`, `--redirect-http`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsSetup {
+    /// PEM certificate chain, absolute, checked readable at start.
+    pub cert: PathBuf,
+    /// PEM private key, absolute, checked readable at start.
+    pub key: PathBuf,
+    /// The plain-HTTP address nginx answers with a 301 to https (`None`: no such listener).
+    pub redirect_from: Option<SocketAddr>,
+}
+
 /// Where the app's imports come from (the packages are those of the running Python).
 #[derive(Clone, Debug, Default)]
 pub struct PythonSetup {
@@ -163,6 +174,8 @@ pub struct LauncherConfig {
     pub instance: InstanceConfig,
     /// `--port-range`: one instance per port.
     pub ports: Option<(u16, u16)>,
+    /// `--socket-dir`: one Unix socket per instance in this directory (absolute).
+    pub socket_dir: Option<PathBuf>,
     /// `--workers`: instances sharing `instance.bind` (ignored with `ports`).
     pub workers: u32,
     pub max_restarts: u32,
@@ -171,6 +184,10 @@ pub struct LauncherConfig {
     pub timeout: Duration,
     pub nginx_conf: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
+    /// TLS at nginx; `None` serves plain HTTP on `listen`.
+    pub tls: Option<TlsSetup>,
+    /// `--real-ip-from`: proxies in front of nginx whose X-Forwarded-For nginx believes.
+    pub real_ip_from: Vec<String>,
     pub run_nginx: bool,
     pub control_socket: Option<PathBuf>,
     /// `--preload`: instances are forked from one process that imported the app.
@@ -186,6 +203,14 @@ pub struct LauncherConfig {
 pub struct ReloadWatch {
     /// `--reload-extra-file` patterns (globs allowed), absolute.
     pub extra_files: Vec<String>,
+}
+
+impl LauncherConfig {
+    /// Whether each instance has a listening socket of its own (`--port-range`,
+    /// `--socket-dir`) rather than sharing one (`--workers` alone).
+    pub fn socket_per_instance(&self) -> bool {
+        self.ports.is_some() || self.socket_dir.is_some()
+    }
 }
 
 /// The command an instance is started with: `python -m evserve FLAGS...`.

@@ -173,7 +173,8 @@ fn bind_sockets(
             })
             .collect());
     }
-    listeners::addresses(&config.instance.bind, config.ports)
+    listeners::prepare_socket_dir(config)?;
+    listeners::addresses(config)
         .into_iter()
         .map(|addr| {
             let listener = Listener::bind(&addr, config.instance.backlog)?;
@@ -188,6 +189,9 @@ fn bind_sockets(
 /// Where the instances listen: `127.0.0.1:8001-8004`, `127.0.0.1:8000, shared`,
 /// `unix:/run/app.sock, shared`.
 fn where_text(config: &LauncherConfig) -> String {
+    if let Some(dir) = &config.socket_dir {
+        return listeners::socket_dir_text(dir, config.workers);
+    }
     match (&config.instance.bind, config.ports) {
         (BindAddr::Tcp(sa), Some((first, last))) => format!("{}:{first}-{last}", sa.ip()),
         (BindAddr::Tcp(sa), None) => format!("{sa}, shared"),
@@ -265,9 +269,10 @@ impl Launcher {
             None => None,
         };
         let sockets = bind_sockets(&config, activated).map_err(|e| (1, e))?;
-        let slots: Vec<Slot> = match config.ports {
-            Some(_) => (0..sockets.len()).map(Slot::new).collect(),
-            None => (0..config.workers).map(|_| Slot::new(0)).collect(),
+        let slots: Vec<Slot> = if config.socket_per_instance() {
+            (0..sockets.len()).map(Slot::new).collect()
+        } else {
+            (0..config.workers).map(|_| Slot::new(0)).collect()
         };
         let nginx = match nginx_setup {
             Some(setup) => Some(write_nginx_config(&config, &sockets, setup, nginx_bin)?),
@@ -345,7 +350,7 @@ impl Launcher {
             self.where_text()
         );
         if let Some(nginx) = self.nginx.as_ref().filter(|n| n.pid().is_some()) {
-            let _ = write!(text, "; nginx on http://{}", nginx.listen());
+            let _ = write!(text, "; nginx on {}", nginx.url());
         }
         text
     }
@@ -356,7 +361,7 @@ impl Launcher {
         };
         match &self.sockets[s.socket].addr {
             BindAddr::Tcp(sa) => sa.port().to_string(),
-            BindAddr::Unix(_) => "unix".into(),
+            BindAddr::Unix(path) => format!("unix:{}", path.display()),
         }
     }
 
@@ -568,15 +573,11 @@ impl Launcher {
             match nginx.tend() {
                 Ok(true) => {
                     let _ = match nginx.pid() {
-                        Some(pid) => write!(
-                            nginx_where,
-                            "; nginx (pid {pid}) on http://{}",
-                            nginx.listen()
-                        ),
+                        Some(pid) => write!(nginx_where, "; nginx (pid {pid}) on {}", nginx.url()),
                         None => write!(
                             nginx_where,
-                            "; nginx configuration for http://{} written (add --nginx to run it)",
-                            nginx.listen()
+                            "; nginx configuration for {} written (add --nginx to run it)",
+                            nginx.url()
                         ),
                     };
                 }
@@ -606,9 +607,9 @@ impl Launcher {
 
     /// Whether SIGTTIN/SIGTTOU may change the instance count now.
     fn may_resize(&self, signal: &str) -> bool {
-        if self.config.ports.is_some() {
+        if self.config.socket_per_instance() {
             log::warn(&format!(
-                "{signal} ignored: the instance count changes only with --workers"
+                "{signal} ignored: the instance count changes only with --workers alone"
             ));
             return false;
         }

@@ -4,6 +4,7 @@
 //! The configuration text itself comes from `crate::nginx`; this module never builds it.
 
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,10 +13,10 @@ use std::time::{Duration, Instant};
 use rustix::process::{kill_process, kill_process_group, Pid, Signal};
 
 use super::child::describe_exit;
-use super::listeners::{addresses, loopback_if_unspecified};
+use super::listeners::{addresses, local_target, loopback_if_unspecified};
 use super::policy::{RestartHistory, RestartPolicy, Verdict};
 use crate::config::{BindAddr, LauncherConfig};
-use crate::nginx::{self, Backend, NginxConfig, RunDir};
+use crate::nginx::{self, Backend, NginxConfig, RunDir, UpstreamServer};
 
 /// How long nginx gets to answer on its address after it starts.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
@@ -28,23 +29,30 @@ pub struct Setup {
     pub conf_path: PathBuf,
     run_dir: PathBuf,
     listen: SocketAddr,
+    /// `https` with TLS, else `http`: how the ready line and the status show the address.
+    scheme: &'static str,
     restart_policy: RestartPolicy,
 }
 
 impl Setup {
-    /// Checks the nginx flags against the instance addresses.
+    /// Checks the nginx flags against the instance addresses, and builds the configuration
+    /// once so that a bad flag stops the launcher before anything starts.
     pub fn new(config: &LauncherConfig, conf_path: &Path) -> Result<Setup, String> {
         let listen = config.listen.ok_or(
             "--nginx-conf with --workers needs --listen HOST:PORT, the address nginx listens on",
         )?;
-        for addr in addresses(&config.instance.bind, config.ports) {
-            if let BindAddr::Tcp(sa) = addr {
-                let same_ip = sa.ip() == listen.ip()
+        let nginx_addrs: Vec<SocketAddr> = std::iter::once(listen)
+            .chain(config.tls.as_ref().and_then(|t| t.redirect_from))
+            .collect();
+        for addr in addresses(config) {
+            let BindAddr::Tcp(sa) = addr else { continue };
+            for theirs in &nginx_addrs {
+                let same_ip = sa.ip() == theirs.ip()
                     || sa.ip().is_unspecified()
-                    || listen.ip().is_unspecified();
-                if same_ip && sa.port() == listen.port() {
+                    || theirs.ip().is_unspecified();
+                if same_ip && sa.port() == theirs.port() {
                     return Err(format!(
-                        "--listen {listen} is also an instance address; give nginx another port"
+                        "nginx's {theirs} is also an instance address; give nginx another port"
                     ));
                 }
             }
@@ -52,10 +60,20 @@ impl Setup {
         let conf_path = std::path::absolute(conf_path)
             .map_err(|e| format!("--nginx-conf {}: {e}", conf_path.display()))?;
         let run_dir = nginx::run_dir_for(&conf_path);
+        let targets: Vec<BindAddr> = addresses(config).iter().map(local_target).collect();
+        launcher_nginx_config(config, &run_dir, &targets)?;
+        if config.run_nginx && rustix::process::geteuid().is_root() {
+            warn_unreachable_static(config);
+        }
         Ok(Setup {
             conf_path,
             run_dir,
             listen,
+            scheme: if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
             restart_policy: RestartPolicy {
                 max_restarts: config.max_restarts,
                 window: config.restart_window,
@@ -65,29 +83,7 @@ impl Setup {
 
     /// Renders the configuration for instances at `targets` and writes it.
     pub fn write(&self, config: &LauncherConfig, targets: &[BindAddr]) -> Result<(), String> {
-        let backends = targets
-            .iter()
-            .map(|t| match t {
-                BindAddr::Tcp(sa) => Backend::Tcp {
-                    host: match sa {
-                        SocketAddr::V4(v4) => v4.ip().to_string(),
-                        SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
-                    },
-                    port: sa.port(),
-                },
-                BindAddr::Unix(p) => Backend::Unix(p.clone()),
-            })
-            .collect();
-        let text = nginx::render(&NginxConfig {
-            listen: self.listen,
-            backends,
-            max_body_size: config.instance.limits.max_body,
-            backend_keep_alive: config.instance.timeouts.keep_alive,
-            upstream_keepalive: super::LAUNCHER_UPSTREAM_KEEPALIVE,
-            read_timeout_secs: (config.timeout.as_secs() + 5).max(60),
-            run_dir: RunDir::Absolute(self.run_dir.clone()),
-            foreground: config.run_nginx,
-        });
+        let text = nginx::render(&launcher_nginx_config(config, &self.run_dir, targets)?);
         nginx::write_config(&self.conf_path, &self.run_dir, &text)
     }
 
@@ -99,6 +95,67 @@ impl Setup {
     fn stderr_log(&self) -> PathBuf {
         self.run_dir.join("stderr.log")
     }
+}
+
+/// nginx started by root runs its workers as `nobody`: a `--static` directory they cannot
+/// reach answers 403 for every file. Says so at start, once per such directory.
+fn warn_unreachable_static(config: &LauncherConfig) {
+    for mount in &config.instance.static_mounts {
+        // The directory needs r-x for others, every directory above it --x.
+        let mut needed = 0o005;
+        for dir in mount.dir.ancestors() {
+            let Ok(meta) = std::fs::metadata(dir) else {
+                break;
+            };
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode & needed != needed {
+                crate::log::warn(&format!(
+                    "--static {}: nginx's workers run as nobody (nginx is started by root) and cannot read it: {} is mode {mode:04o}; its files would get 403 (chmod o+x the directories above it, o+rx it and o+r its files)",
+                    mount.dir.display(),
+                    dir.display()
+                ));
+                break;
+            }
+            needed = 0o001;
+        }
+    }
+}
+
+/// The launcher's nginx configuration for its instances at `targets`, through the same
+/// [`nginx::build`] as `evserve nginx-config`.
+pub fn launcher_nginx_config(
+    config: &LauncherConfig,
+    run_dir: &Path,
+    targets: &[BindAddr],
+) -> Result<NginxConfig, String> {
+    let servers = targets
+        .iter()
+        .map(|t| {
+            UpstreamServer::plain(match t {
+                BindAddr::Tcp(sa) => Backend::Tcp {
+                    host: match sa {
+                        SocketAddr::V4(v4) => v4.ip().to_string(),
+                        SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
+                    },
+                    port: sa.port(),
+                },
+                BindAddr::Unix(p) => Backend::Unix(p.clone()),
+            })
+        })
+        .collect();
+    nginx::build(NginxConfig {
+        listen: config.listen.ok_or("nginx needs --listen HOST:PORT")?,
+        tls: config.tls.clone(),
+        real_ip_from: config.real_ip_from.clone(),
+        static_mounts: config.instance.static_mounts.clone(),
+        servers,
+        max_body_size: config.instance.limits.max_body,
+        backend_keep_alive: config.instance.timeouts.keep_alive,
+        upstream_keepalive: super::LAUNCHER_UPSTREAM_KEEPALIVE,
+        read_timeout_secs: (config.timeout.as_secs() + 5).max(60),
+        run_dir: RunDir::Absolute(run_dir.to_path_buf()),
+        foreground: config.run_nginx,
+    })
 }
 
 pub struct NginxProc {
@@ -184,8 +241,9 @@ impl NginxProc {
         self.child.as_ref().map(Child::id)
     }
 
-    pub fn listen(&self) -> SocketAddr {
-        self.setup.listen
+    /// nginx's address as a URL: `http://127.0.0.1:8000` or `https://...`.
+    pub fn url(&self) -> String {
+        format!("{}://{}", self.setup.scheme, self.setup.listen)
     }
 
     /// Whether nginx answers (always true when only the config is written); an error when it
@@ -344,8 +402,105 @@ impl NginxProc {
     pub fn describe(&self) -> String {
         match (&self.bin, self.pid()) {
             (None, _) => format!("config {}", self.setup.conf_path.display()),
-            (Some(_), Some(pid)) => format!("pid {pid} on http://{}", self.setup.listen),
+            (Some(_), Some(pid)) => format!("pid {pid} on {}", self.url()),
             (Some(_), None) => "not running".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use crate::config::Mode;
+
+    fn cli(args: &[String]) -> Cli {
+        Cli::parse_from_args(args.iter().map(Into::into).collect()).unwrap()
+    }
+
+    /// The launcher's `--nginx-conf` and `evserve nginx-config`, given the same static, TLS
+    /// and instance options, write the same text.
+    #[test]
+    fn launcher_and_nginx_config_write_the_same_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        for file in [&cert, &key] {
+            std::fs::write(file, "-----BEGIN TEST-----\n").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("static")).unwrap();
+        let shared = [
+            "--listen=127.0.0.1:8443".to_string(),
+            format!("--tls-cert={}", cert.display()),
+            format!("--tls-key={}", key.display()),
+            "--redirect-http=8080".into(),
+            "--real-ip-from=10.0.0.0/8".into(),
+            format!("--static=/static/={d}/static"),
+        ];
+        let conf = dir.path().join("nginx.conf");
+        let mut launcher_args: Vec<String> = vec![
+            "--port-range=8001-8004".into(),
+            format!("--nginx-conf={}", conf.display()),
+        ];
+        launcher_args.extend(shared.iter().cloned());
+        launcher_args.push("app:application".into());
+        let Ok(Mode::Launcher(config)) = cli(&launcher_args).serve.validate() else {
+            panic!("launcher flags refused");
+        };
+        let run_dir = nginx::run_dir_for(&conf);
+        let targets: Vec<BindAddr> = addresses(&config).iter().map(local_target).collect();
+        let from_launcher =
+            nginx::render(&launcher_nginx_config(&config, &run_dir, &targets).unwrap());
+
+        let mut command_args: Vec<String> = vec![
+            "nginx-config".into(),
+            "--backend=127.0.0.1:8001-8004".into(),
+            "--upstream-keepalive=1024".into(),
+            format!("--run-dir={}", run_dir.display()),
+        ];
+        command_args.extend(shared.iter().cloned());
+        let Some(Command::NginxConfig(args)) = cli(&command_args).command else {
+            panic!("nginx-config flags refused");
+        };
+        let from_command = nginx::render(&nginx::config_from_args(&args).unwrap());
+        for needle in ["ssl http2", "alias", "set_real_ip_from 10.0.0.0/8;"] {
+            assert!(
+                from_launcher.contains(needle),
+                "{needle} missing:\n{from_launcher}"
+            );
+        }
+        assert_eq!(from_launcher, from_command);
+    }
+
+    #[test]
+    fn socket_dir_gives_one_unix_upstream_per_instance() {
+        let args: Vec<String> = [
+            "--socket-dir=/run/app",
+            "--workers=3",
+            "--nginx-conf=/x/n.conf",
+        ]
+        .into_iter()
+        .map(String::from)
+        .chain(["app:application".to_string()])
+        .collect();
+        let Ok(Mode::Launcher(config)) = cli(&args).serve.validate() else {
+            panic!("--socket-dir refused");
+        };
+        let targets: Vec<BindAddr> = addresses(&config).iter().map(local_target).collect();
+        let render_in = |run_dir: &Path| {
+            nginx::render(&launcher_nginx_config(&config, run_dir, &targets).unwrap())
+        };
+        let text = render_in(Path::new("/srv/app/nginx.conf.run"));
+        nginx::tests::assert_golden("socket_dir.conf", &text);
+        let dir = tempfile::tempdir().unwrap();
+        let tested = render_in(&dir.path().join("run"));
+        if let Some((ok, stderr)) = nginx::tests::nginx_test(dir.path(), &tested, false) {
+            assert!(ok, "nginx -t on the --socket-dir config: {stderr}");
+        }
+        for n in 0..3 {
+            let line = format!("server unix:/run/app/instance-{n}.sock max_fails=2");
+            assert!(text.contains(&line), "missing {line} in:\n{text}");
+        }
+        assert!(text.contains("listen 127.0.0.1:8000 backlog"), "{text}");
     }
 }

@@ -47,9 +47,19 @@ needs_nginx = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
 
 
 @pytest.fixture(scope="module")
-def static_root(tmp_path_factory):
-    """The admin's static files, collected as a deployment would."""
-    root = tmp_path_factory.mktemp("django-static") / "static"
+def static_root():
+    """The admin's static files, collected as a deployment would, where nginx's workers
+    (`nobody` when the tests run as root) can read them."""
+    parent = Path(tempfile.mkdtemp(prefix="evserve-django-static-"))
+    parent.chmod(0o755)
+    try:
+        yield collect_static(parent / "static")
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def collect_static(root):
+    """Runs the site's collectstatic into `root`; returns it."""
     env = dict(os.environ, DJANGO_STATIC_ROOT=str(root))
     python = evserve_venv() / "bin" / "python"
     done = subprocess.run(
