@@ -21,6 +21,7 @@ pub mod forwarded;
 pub mod http1;
 pub mod instance;
 pub mod listen;
+pub mod access_format;
 pub mod log;
 pub mod nginx;
 pub mod preload;
