@@ -53,6 +53,18 @@ enum Piece {
     Atom(Atom),
 }
 
+/// How each access-log line is written.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum AccessStyle {
+    /// Combined log format (the default).
+    #[default]
+    Combined,
+    /// `--access-logformat`.
+    Format(Plan),
+    /// `--access-log-json`: one JSON object a line.
+    Json,
+}
+
 /// A parsed format.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
@@ -72,7 +84,7 @@ pub struct Fields<'a> {
     pub duration: Duration,
     /// The status text and response header lines (`200 OK\r\nName: value\r\n`), when kept.
     pub response_head: &'a [u8],
-    /// `[01/Dec/2026:13:51:46 +0000]`.
+    /// `01/Dec/2026:13:51:46 +0000`.
     pub time: &'a str,
     pub pid: u32,
 }
@@ -203,7 +215,11 @@ fn render_atom(atom: &Atom, f: &Fields<'_>, out: &mut Vec<u8>) {
             Some(user) => push_str(out, &user),
             None => out.push(b'-'),
         },
-        Atom::Time => out.extend_from_slice(f.time.as_bytes()),
+        Atom::Time => {
+            out.push(b'[');
+            out.extend_from_slice(f.time.as_bytes());
+            out.push(b']');
+        }
         Atom::RequestLine => request_line(f, out),
         Atom::Method => part(head, out, |buf, h| h.method.of(buf)),
         Atom::Query => part(head, out, |buf, h| h.query.of(buf)),

@@ -4,7 +4,7 @@
 //! Glue only: it must never parse HTTP or call the app itself. Its exit codes are
 //! `contract::ExitCode`: graceful stop, app not loadable, other failures.
 
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +14,7 @@ use pyo3::prelude::*;
 use signal_hook::iterator::Signals;
 use socket2::{Domain, Socket};
 
+use crate::access_sink::AccessLog;
 use crate::config::{BindAddr, InstanceConfig};
 use crate::contract::{self, ExitCode, Message};
 use crate::log;
@@ -108,19 +109,12 @@ fn listen(config: &InstanceConfig, fds: &mut listenfd::ListenFd) -> Result<Liste
     }
 }
 
-fn open_access_log(target: &Option<String>) -> Result<Option<Box<dyn Write>>, String> {
-    match target.as_deref() {
-        None => Ok(None),
-        Some("-") => Ok(Some(Box::new(io::BufWriter::new(io::stdout())))),
-        Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("--access-log: cannot open {path}: {e}"))?;
-            Ok(Some(Box::new(io::BufWriter::new(file))))
-        }
-    }
+fn open_access_log(config: &InstanceConfig) -> Result<Option<AccessLog>, String> {
+    config
+        .access_log
+        .as_deref()
+        .map(|target| AccessLog::open(target, config.access_style.clone()))
+        .transpose()
 }
 
 /// How long the watchdog lets a clean shutdown run past `--graceful-timeout`.
@@ -236,7 +230,7 @@ pub fn run(config: InstanceConfig) -> i32 {
     }
     let prepared = install_stop_signals(config.timeouts.graceful).and_then(|signals| {
         prepare_process(&config)?;
-        Ok((signals, open_access_log(&config.access_log)?))
+        Ok((signals, open_access_log(&config)?))
     });
     let (signal_read, access_log) = match prepared {
         Ok(p) => p,
@@ -371,7 +365,7 @@ fn serve_forked(
     }
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
     let prepared = install_stop_signals(config.timeouts.graceful)
-        .and_then(|signals| Ok((signals, open_access_log(&config.access_log)?)));
+        .and_then(|signals| Ok((signals, open_access_log(config)?)));
     let (signal_read, access_log) = match prepared {
         Ok(p) => p,
         Err(message) => {
@@ -415,7 +409,7 @@ fn serve(
     config: &InstanceConfig,
     app: Bound<'_, PyAny>,
     (bound, control): (Listening, Option<UnixDatagram>),
-    access_log: Option<Box<dyn Write>>,
+    access_log: Option<AccessLog>,
     signals: UnixStream,
 ) -> i32 {
     let site = wsgi::Site {

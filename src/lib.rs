@@ -22,6 +22,7 @@ pub mod http1;
 pub mod instance;
 pub mod listen;
 pub mod access_format;
+pub mod access_sink;
 pub mod log;
 pub mod nginx;
 pub mod preload;

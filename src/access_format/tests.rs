@@ -18,7 +18,7 @@ fn render_with(format: &str, raw: &[u8], response_head: &[u8]) -> String {
         body_bytes: 0,
         duration: Duration::from_micros(1_234_567),
         response_head,
-        time: "[01/Dec/2026:13:51:46 +0000]",
+        time: "01/Dec/2026:13:51:46 +0000",
         pid: 42,
     };
     let mut out = Vec::new();

@@ -10,7 +10,7 @@ mod net;
 mod output;
 mod timers;
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -20,6 +20,7 @@ use slab::Slab;
 use crate::config::Timeouts;
 use crate::contract::{Message, HEARTBEAT_INTERVAL};
 use crate::http1::{Head, Limits};
+use crate::access_sink::AccessLog;
 use crate::log;
 
 pub use net::{Listener, Peer};
@@ -154,7 +155,7 @@ pub struct Settings {
     /// draining the queue (keep-alive would then pin every connection to it): see
     /// `AcceptGate`.
     pub shares_listener: bool,
-    pub access_log: Option<Box<dyn Write>>,
+    pub access_log: Option<AccessLog>,
     /// Where heartbeats go when a launcher supervises this instance.
     pub heartbeat: Option<UnixDatagram>,
     /// Read end of the pipe the stop-signal handlers write to.
@@ -216,8 +217,7 @@ pub(crate) struct Shared<C> {
     #[allow(clippy::vec_box)]
     pub pool: Vec<Box<conn::Work<C>>>,
     pub reply: Reply<C>,
-    pub access_log: Option<Box<dyn Write>>,
-    pub log_dirty: bool,
+    pub access_log: Option<AccessLog>,
     pub draining: bool,
     /// The stop-signal pipe, peeked so a response after a signal not yet read says close.
     pub stop_signals: Option<std::os::fd::OwnedFd>,
@@ -393,7 +393,6 @@ impl<A: App> LoopState<A> {
                 pool: Vec::new(),
                 reply: Reply::new(),
                 access_log: settings.access_log,
-                log_dirty: false,
                 draining: false,
                 stop_signals,
                 requests_served: 0,
@@ -419,11 +418,8 @@ impl<A: App> LoopState<A> {
     }
 
     fn flush_access_log(&mut self) {
-        if let Some(out) = self.shared.access_log.as_mut() {
-            if self.shared.log_dirty {
-                let _ = out.flush();
-                self.shared.log_dirty = false;
-            }
+        if let Some(log) = self.shared.access_log.as_mut() {
+            log.flush();
         }
     }
 
@@ -637,8 +633,8 @@ impl<A: App> LoopState<A> {
     /// Dropping the connections releases every response still in progress.
     fn finish(&mut self) {
         self.conns.clear();
-        if let Some(out) = self.shared.access_log.as_mut() {
-            let _ = out.flush();
+        if let Some(log) = self.shared.access_log.as_mut() {
+            log.flush();
         }
     }
 }

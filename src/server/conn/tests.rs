@@ -164,7 +164,6 @@ impl Harness {
             pool: Vec::new(),
             reply: Reply::new(),
             access_log: None,
-            log_dirty: false,
             draining: false,
             stop_signals: None,
             requests_served: 0,
@@ -619,7 +618,10 @@ impl Harness {
     fn with_access_log(answer: fn(&Seen) -> Answer) -> (Harness, SharedLog) {
         let mut h = Harness::new(answer);
         let log = SharedLog::default();
-        h.sh.access_log = Some(Box::new(log.clone()));
+        h.sh.access_log = Some(crate::access_sink::AccessLog::to_stream(
+            Default::default(),
+            Box::new(log.clone()),
+        ));
         (h, log)
     }
 }
