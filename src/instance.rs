@@ -109,6 +109,21 @@ fn listen(config: &InstanceConfig, fds: &mut listenfd::ListenFd) -> Result<Liste
     }
 }
 
+/// With `--log-config`: Python logging configured from the file, evserve's messages routed
+/// to it, and the access lines to "evserve.access" (in place of `access_log`).
+fn python_logging(
+    py: Python<'_>,
+    config: &InstanceConfig,
+    access_log: &mut Option<AccessLog>,
+) -> Result<(), String> {
+    let Some(path) = &config.log_config else {
+        return Ok(());
+    };
+    let access = wsgi::logging::install(py, path)?;
+    *access_log = Some(AccessLog::to_python(config.access_style.clone(), access));
+    Ok(())
+}
+
 fn open_access_log(config: &InstanceConfig) -> Result<Option<AccessLog>, String> {
     config
         .access_log
@@ -188,12 +203,23 @@ fn raise_fd_limit() {
     }
 }
 
+/// The read ends of the pipes the signal handlers write to, watched by the event loop.
+struct SignalPipes {
+    /// SIGINT, SIGTERM.
+    stop: UnixStream,
+    /// SIGUSR1: reopen the log files.
+    reopen: UnixStream,
+}
+
 /// Stop signals go to a pipe, read by the event loop; a watchdog thread ends the process
 /// when the loop cannot (stuck app, second signal). Installed before Python starts, so
 /// Python never installs its own SIGINT handler (which would raise KeyboardInterrupt
-/// inside a request).
-fn install_stop_signals(graceful: Duration) -> Result<UnixStream, String> {
+/// inside a request). SIGUSR1 (reopen the log files) goes to a pipe of its own, so that
+/// it is never taken for a stop.
+fn install_stop_signals(graceful: Duration) -> Result<SignalPipes, String> {
     let (signal_read, signal_write) =
+        UnixStream::pair().map_err(|e| format!("cannot create the signal pipe: {e}"))?;
+    let (reopen_read, reopen_write) =
         UnixStream::pair().map_err(|e| format!("cannot create the signal pipe: {e}"))?;
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_write
@@ -201,8 +227,13 @@ fn install_stop_signals(graceful: Duration) -> Result<UnixStream, String> {
             .and_then(|w| signal_hook::low_level::pipe::register(signal, w))
             .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
     }
+    signal_hook::low_level::pipe::register(signal_hook::consts::SIGUSR1, reopen_write)
+        .map_err(|e| format!("cannot handle SIGUSR1: {e}"))?;
     start_watchdog(graceful).map_err(|e| format!("cannot start the shutdown watchdog: {e}"))?;
-    Ok(signal_read)
+    Ok(SignalPipes {
+        stop: signal_read,
+        reopen: reopen_read,
+    })
 }
 
 /// Working directory and file limit, before Python starts.
@@ -232,7 +263,7 @@ pub fn run(config: InstanceConfig) -> i32 {
         prepare_process(&config)?;
         Ok((signals, open_access_log(&config)?))
     });
-    let (signal_read, access_log) = match prepared {
+    let (signal_read, mut access_log) = match prepared {
         Ok(p) => p,
         Err(message) => {
             log::fatal(&message);
@@ -245,6 +276,10 @@ pub fn run(config: InstanceConfig) -> i32 {
         return ExitCode::AppLoadFailure.code();
     }
     let code = Python::attach(|py| {
+        if let Err(message) = python_logging(py, &config, &mut access_log) {
+            log::fatal(&message);
+            return ExitCode::Failure.code();
+        }
         let app = match load(py, &config) {
             Ok(app) => app,
             Err(code) => return code,
@@ -366,13 +401,17 @@ fn serve_forked(
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
     let prepared = install_stop_signals(config.timeouts.graceful)
         .and_then(|signals| Ok((signals, open_access_log(config)?)));
-    let (signal_read, access_log) = match prepared {
+    let (signal_read, mut access_log) = match prepared {
         Ok(p) => p,
         Err(message) => {
             log::fatal(&message);
             return ExitCode::Failure.code();
         }
     };
+    if let Err(message) = python_logging(py, config, &mut access_log) {
+        log::fatal(&message);
+        return ExitCode::Failure.code();
+    }
     let control = UnixDatagram::from(forked.control);
     let _ = control.set_nonblocking(true);
     let bound = match describe_inherited(forked.listener) {
@@ -410,7 +449,7 @@ fn serve(
     app: Bound<'_, PyAny>,
     (bound, control): (Listening, Option<UnixDatagram>),
     access_log: Option<AccessLog>,
-    signals: UnixStream,
+    signals: SignalPipes,
 ) -> i32 {
     let site = wsgi::Site {
         root_path: &config.root_path,
@@ -451,7 +490,8 @@ fn serve(
         shares_listener: config.shared_listener,
         access_log,
         heartbeat: control,
-        signals,
+        signals: signals.stop,
+        reopen_signals: Some(signals.reopen),
     };
     let result = server::run(&mut wsgi_app, bound.listener, settings);
     drop(wsgi_app);

@@ -36,7 +36,8 @@ pub const SAME_STOP_WITHIN: Duration = Duration::from_millis(100);
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
-const FIRST_CONN: usize = 2;
+const REOPEN_SIGNALS: Token = Token(2);
+const FIRST_CONN: usize = 3;
 
 /// A request whose head and body have fully arrived.
 pub struct Request<'a> {
@@ -160,6 +161,8 @@ pub struct Settings {
     pub heartbeat: Option<UnixDatagram>,
     /// Read end of the pipe the stop-signal handlers write to.
     pub signals: std::os::unix::net::UnixStream,
+    /// Read end of the pipe the SIGUSR1 handler writes to: reopen the log files.
+    pub reopen_signals: Option<std::os::unix::net::UnixStream>,
 }
 
 /// The `Date` header value and the access-log time, remade once a second.
@@ -354,6 +357,7 @@ enum Flow {
 struct LoopState<A: App> {
     listener: Option<Listener>,
     signals: mio::net::UnixStream,
+    reopen_signals: Option<mio::net::UnixStream>,
     conns: Slab<Conn<A>>,
     shared: Shared<A::Chunk>,
     max_connections: usize,
@@ -380,9 +384,14 @@ impl<A: App> LoopState<A> {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let stop_signals = rustix::io::fcntl_dupfd_cloexec(&signals, 0).ok();
+        let reopen_signals = match settings.reopen_signals {
+            Some(pipe) => Some(watch_reopen_signals(poll, pipe)?),
+            None => None,
+        };
         Ok(LoopState {
             listener: Some(listener),
             signals,
+            reopen_signals,
             conns: Slab::with_capacity(1024),
             shared: Shared {
                 limits: settings.limits,
@@ -478,6 +487,11 @@ impl<A: App> LoopState<A> {
                     return self.on_stop_signal(registry);
                 }
             }
+            REOPEN_SIGNALS => {
+                if self.reopen_signals.as_mut().is_some_and(read_signals) {
+                    self.reopen_logs();
+                }
+            }
             Token(t) => {
                 let slot = t - FIRST_CONN;
                 let Some(conn) = self.conns.get_mut(slot) else {
@@ -496,6 +510,16 @@ impl<A: App> LoopState<A> {
             }
         }
         Flow::Continue
+    }
+
+    /// SIGUSR1, between requests: the log files are opened again by name (after a rotation).
+    fn reopen_logs(&mut self) {
+        if let Some(log) = self.shared.access_log.as_mut() {
+            if let Err(e) = log.reopen() {
+                log::error(&e);
+            }
+        }
+        log::reopen_files();
     }
 
     /// The first stop signal starts the drain; signals read together with it, or soon
@@ -639,7 +663,18 @@ impl<A: App> LoopState<A> {
     }
 }
 
-/// Reads what the signal handlers wrote; whether any stop signal arrived.
+fn watch_reopen_signals(
+    poll: &Poll,
+    pipe: std::os::unix::net::UnixStream,
+) -> io::Result<mio::net::UnixStream> {
+    pipe.set_nonblocking(true)?;
+    let mut pipe = mio::net::UnixStream::from_std(pipe);
+    poll.registry()
+        .register(&mut pipe, REOPEN_SIGNALS, Interest::READABLE)?;
+    Ok(pipe)
+}
+
+/// Reads what the signal handlers wrote; whether any signal arrived.
 fn read_signals(signals: &mut mio::net::UnixStream) -> bool {
     let mut buf = [0u8; 16];
     let mut any = false;

@@ -349,6 +349,17 @@ impl Launcher {
             Request::AddInstance => self.add_instance(),
             Request::RemoveInstance => self.remove_instance(),
             Request::ChildExited => {}
+            Request::ReopenLogs => self.reopen_logs(),
+        }
+    }
+
+    /// SIGUSR1: this process's log files, then each ready instance's (an instance not
+    /// ready yet may not handle the signal yet, and opens its files after it started).
+    fn reopen_logs(&mut self) {
+        log::info("SIGUSR1: reopening the log files");
+        log::reopen_files();
+        for inst in self.instances.iter().filter(|i| i.ready) {
+            inst.signal(rustix::process::Signal::USR1);
         }
     }
 
