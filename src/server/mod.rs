@@ -514,12 +514,15 @@ impl<A: App> LoopState<A> {
 
     /// SIGUSR1, between requests: the log files are opened again by name (after a rotation).
     fn reopen_logs(&mut self) {
-        if let Some(log) = self.shared.access_log.as_mut() {
-            if let Err(e) = log.reopen() {
-                log::error(&e);
-            }
-        }
+        let reopened = match self.shared.access_log.as_mut().map(AccessLog::reopen) {
+            Some(Err(e)) => Err(e),
+            _ => Ok(()),
+        };
         log::reopen_files();
+        match reopened {
+            Ok(()) => log::info("SIGUSR1: log files reopened"),
+            Err(e) => log::error(&e),
+        }
     }
 
     /// The first stop signal starts the drain; signals read together with it, or soon

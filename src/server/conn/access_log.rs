@@ -21,7 +21,7 @@ pub(crate) struct Pending {
 /// Before the app runs: the request's duration counts from here.
 pub(super) fn request_started<C>(sh: &Shared<C>, logged: &mut Pending) {
     if sh.access_log.is_some() {
-        logged.started = Some(sh.now);
+        logged.started = Some(Instant::now());
     }
 }
 
