@@ -147,6 +147,9 @@ struct Launcher {
     /// Set once the "ready" line was printed.
     announced: bool,
     started: Instant,
+    /// Instances that were starting at a SIGUSR1 (they may not handle it yet): they get it
+    /// once ready.
+    reopen_when_ready: Vec<u32>,
 }
 
 type StartError = (i32, String);
@@ -244,6 +247,7 @@ impl Launcher {
             preloader_fixed: false,
             retired_preloaders: Vec::new(),
             announced: false,
+            reopen_when_ready: Vec::new(),
             started: Instant::now(),
         };
         let fds: Vec<RawFd> = launcher
@@ -356,10 +360,20 @@ impl Launcher {
     /// SIGUSR1: this process's log files, then each ready instance's (an instance not
     /// ready yet may not handle the signal yet, and opens its files after it started).
     fn reopen_logs(&mut self) {
-        log::info("SIGUSR1: reopening the log files");
         log::reopen_files();
-        for inst in self.instances.iter().filter(|i| i.ready) {
-            inst.signal(rustix::process::Signal::USR1);
+        log::info(&format!(
+            "SIGUSR1: reopened the launcher's log files; forwarding to {}",
+            log::count(self.instances.len(), "instance", "instances")
+        ));
+        let instances = &self.instances;
+        self.reopen_when_ready
+            .retain(|pid| instances.iter().any(|i| i.pid == *pid));
+        for inst in &self.instances {
+            if inst.ready {
+                inst.signal(rustix::process::Signal::USR1);
+            } else if !self.reopen_when_ready.contains(&inst.pid) {
+                self.reopen_when_ready.push(inst.pid);
+            }
         }
     }
 
@@ -453,6 +467,14 @@ impl Launcher {
             let was_ready = self.instances[index].ready;
             self.instances[index].read_messages();
             let inst = &self.instances[index];
+            if !was_ready && inst.ready {
+                self.reopen_when_ready.retain(|&pid| {
+                    if pid == inst.pid {
+                        inst.signal(rustix::process::Signal::USR1);
+                    }
+                    pid != inst.pid
+                });
+            }
             if announce && !was_ready && inst.ready {
                 log::info(&format!(
                     "instance {} ready (pid {}, port {})",

@@ -14,6 +14,7 @@ LEVELS = {"INFO": logging.INFO, "WARNING": logging.WARNING, "ERROR": logging.ERR
 
 def configure(path):
     """dictConfig for a .json file, fileConfig otherwise; a ValueError names what is wrong."""
+    path = os.fspath(path)
     if not os.path.isfile(path):
         raise ValueError(f"{path}: no such file")
     try:

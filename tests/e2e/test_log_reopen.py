@@ -77,6 +77,6 @@ def test_sigusr1_reopens_the_access_log_of_a_single_instance(serve, tmp_path):
 def test_sigusr1_to_the_launcher_reopens_every_instances_access_log(serve, tmp_path):
     log = tmp_path / "access.log"
     server = serve(APP, "--workers", "2", "--access-log", str(log))
-    wait_for(lambda: server.stderr().count("Listening at") >= 2, 20, message="two instances")
+    wait_for(lambda: "ready: 2 instances" in server.stderr(), 20, message="two instances")
     rotate_under_load(server, log, 2)
-    assert "SIGUSR1: reopening the log files" in server.stderr()
+    assert "SIGUSR1: reopened the launcher's log files; forwarding to 2 instances" in server.stderr()
