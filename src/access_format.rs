@@ -211,7 +211,8 @@ fn render_atom(atom: &Atom, f: &Fields<'_>, out: &mut Vec<u8>) {
     match atom {
         Atom::RemoteAddr => remote_addr(f, out),
         Atom::Ident | Atom::Unknown => out.push(b'-'),
-        Atom::User => match head.and_then(|(buf, h)| basic_user(header(buf, h, b"authorization")?)) {
+        Atom::User => match head.and_then(|(buf, h)| basic_user(header(buf, h, b"authorization")?))
+        {
             Some(user) => push_str(out, &user),
             None => out.push(b'-'),
         },
@@ -253,7 +254,11 @@ fn render_atom(atom: &Atom, f: &Fields<'_>, out: &mut Vec<u8>) {
     }
 }
 
-fn part(head: Option<(&[u8], &Head)>, out: &mut Vec<u8>, pick: for<'b> fn(&'b [u8], &Head) -> &'b [u8]) {
+fn part(
+    head: Option<(&[u8], &Head)>,
+    out: &mut Vec<u8>,
+    pick: for<'b> fn(&'b [u8], &Head) -> &'b [u8],
+) {
     match head {
         Some((buf, h)) => push_latin1(out, pick(buf, h)),
         None => out.push(b'-'),
@@ -372,7 +377,11 @@ fn joined_header(buf: &[u8], head: &Head, environ_name: &str, out: &mut Vec<u8>)
     let matches = |n: &[u8]| {
         n.len() == environ_name.len()
             && n.iter().zip(environ_name.bytes()).all(|(&a, b)| {
-                let a = if a == b'-' { b'_' } else { a.to_ascii_uppercase() };
+                let a = if a == b'-' {
+                    b'_'
+                } else {
+                    a.to_ascii_uppercase()
+                };
                 a == b
             })
     };

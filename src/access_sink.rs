@@ -200,7 +200,10 @@ pub fn record_of<'a>(f: &Fields<'a>) -> Record<'a> {
     let pick = |get: fn(&'a [u8], &'a crate::http1::Head) -> &'a [u8]| {
         req.map(|(buf, head)| text(get(buf, head)))
     };
-    let named = |name: &[u8]| req.and_then(|(buf, head)| header(buf, head, name)).map(text);
+    let named = |name: &[u8]| {
+        req.and_then(|(buf, head)| header(buf, head, name))
+            .map(text)
+    };
     Record {
         time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
         remote_addr: f.peer.map(|a| a.ip().to_string()),

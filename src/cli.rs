@@ -358,9 +358,11 @@ pub fn parse_static_mounts(values: &[String]) -> Result<Vec<StaticMount>, String
 impl ServeArgs {
     fn access_style(&self) -> Result<AccessStyle, String> {
         if self.access_log.is_some() && self.log_config.is_some() {
-            return Err("--access-log and --log-config: with --log-config, access lines go to \
+            return Err(
+                "--access-log and --log-config: with --log-config, access lines go to \
                  the \"evserve.access\" logger; give it a handler in the config file"
-                .into());
+                    .into(),
+            );
         }
         if self.access_log.is_none()
             && self.log_config.is_none()

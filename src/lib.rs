@@ -13,6 +13,8 @@
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod access_format;
+pub mod access_sink;
 pub mod cli;
 pub mod config;
 pub mod contract;
@@ -21,8 +23,6 @@ pub mod forwarded;
 pub mod http1;
 pub mod instance;
 pub mod listen;
-pub mod access_format;
-pub mod access_sink;
 pub mod log;
 pub mod nginx;
 pub mod preload;

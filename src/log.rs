@@ -13,10 +13,12 @@ use std::io::Write;
 use std::sync::OnceLock;
 use std::thread::ThreadId;
 
+/// Takes `(level, message)`, level being `INFO`, `WARNING` or `ERROR`.
+pub type MessageHook = Box<dyn Fn(&str, &str) + Send + Sync>;
+
 /// Where messages go once Python logging is configured.
 struct Hooks {
-    /// `(level, message)`, level being `INFO`, `WARNING` or `ERROR`.
-    message: Box<dyn Fn(&str, &str) + Send + Sync>,
+    message: MessageHook,
     /// Reopens the log files of Python's handlers.
     reopen: Box<dyn Fn() + Send + Sync>,
     /// The thread whose messages take the hook.
@@ -27,10 +29,7 @@ static HOOKS: OnceLock<Hooks> = OnceLock::new();
 
 /// From now on, this thread's messages go to `message` and `reopen_files` calls `reopen`.
 /// Only the first call of a process counts.
-pub fn route_to(
-    message: Box<dyn Fn(&str, &str) + Send + Sync>,
-    reopen: Box<dyn Fn() + Send + Sync>,
-) {
+pub fn route_to(message: MessageHook, reopen: Box<dyn Fn() + Send + Sync>) {
     let _ = HOOKS.set(Hooks {
         message,
         reopen,

@@ -35,10 +35,7 @@ const GET: &[u8] = b"GET /a%20b/%C3%A9?x=1&y=%22 HTTP/1.1\r\nHost: h\r\nUser-Age
 #[test]
 fn the_request_atoms_read_as_gunicorn_writes_them() {
     assert_eq!(render("%(h)s %(l)s", GET), "127.0.0.1 -");
-    assert_eq!(
-        render("%(r)s", GET),
-        "GET /a%20b/%C3%A9?x=1&y=%22 HTTP/1.1"
-    );
+    assert_eq!(render("%(r)s", GET), "GET /a%20b/%C3%A9?x=1&y=%22 HTTP/1.1");
     assert_eq!(render("%(m)s|%(q)s|%(H)s", GET), "GET|x=1&y=%22|HTTP/1.1");
     assert_eq!(render("%(U)s", GET), "/a b/\u{c3}\u{a9}");
     assert_eq!(render("%(f)s|%(a)s", GET), "http://r/|ag\\\"ent\\");
@@ -64,7 +61,10 @@ fn durations_in_each_unit() {
 #[test]
 fn the_user_comes_from_basic_auth_only() {
     let req = |auth: &str| format!("GET / HTTP/1.1\r\nHost: h\r\nAuthorization: {auth}\r\n\r\n");
-    assert_eq!(render("%(u)s", req("Basic dXNlcjpwYXNz").as_bytes()), "user");
+    assert_eq!(
+        render("%(u)s", req("Basic dXNlcjpwYXNz").as_bytes()),
+        "user"
+    );
     assert_eq!(render("%(u)s", req("basic w6k6eA==").as_bytes()), "é");
     assert_eq!(render("%(u)s", req("Basic !!!").as_bytes()), "-");
     assert_eq!(render("%(u)s", req("Bearer dXNlcjpwYXNz").as_bytes()), "-");
@@ -120,7 +120,9 @@ fn bytes_are_latin1_and_control_characters_cannot_break_the_line() {
 #[test]
 fn only_response_header_atoms_need_the_response_head() {
     assert!(Plan::parse("%({x}o)s").unwrap().wants_response_headers());
-    assert!(!Plan::parse("%(h)s %({x}i)s").unwrap().wants_response_headers());
+    assert!(!Plan::parse("%(h)s %({x}i)s")
+        .unwrap()
+        .wants_response_headers());
 }
 
 #[test]

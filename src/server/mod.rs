@@ -17,10 +17,10 @@ use std::time::{Duration, Instant, SystemTime};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use crate::access_sink::AccessLog;
 use crate::config::Timeouts;
 use crate::contract::{Message, HEARTBEAT_INTERVAL};
 use crate::http1::{Head, Limits};
-use crate::access_sink::AccessLog;
 use crate::log;
 
 pub use net::{Listener, Peer};
