@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use crate::access_format::{header, protocol, AccessStyle, Fields};
+use crate::http1::Head;
 
 /// Access lines handed to Python logging (`--log-config`).
 pub trait PythonAccess {
@@ -146,7 +147,8 @@ fn write_line(w: &mut impl Write, line: &mut Vec<u8>) {
 }
 
 /// Combined log format, with quotes, backslashes and non-printable bytes escaped.
-fn combined(f: &Fields<'_>, out: &mut Vec<u8>) {
+/// (The first Referer and User-Agent fields, as this format always showed.)
+fn combined<'a>(f: &Fields<'a>, out: &mut Vec<u8>) {
     match f.peer {
         Some(addr) => drop(write!(out, "{}", addr.ip())),
         None => out.push(b'-'),
@@ -170,7 +172,13 @@ fn combined(f: &Fields<'_>, out: &mut Vec<u8>) {
     }
     for name in [&b"referer"[..], b"user-agent"] {
         out.extend_from_slice(b" \"");
-        match f.request.and_then(|(buf, head)| header(buf, head, name)) {
+        let first = |(buf, head): (&'a [u8], &'a Head)| {
+            head.headers
+                .iter()
+                .find(|h| h.name.of(buf).eq_ignore_ascii_case(name))
+                .map(|h| h.value.of(buf))
+        };
+        match f.request.and_then(first) {
             Some(v) => escape(v, out),
             None => out.push(b'-'),
         }
@@ -197,9 +205,8 @@ fn text(bytes: &[u8]) -> Cow<'_, str> {
 /// The fields of a line; text a client sent is decoded as UTF-8 (invalid bytes replaced).
 pub fn record_of<'a>(f: &Fields<'a>) -> Record<'a> {
     let req = f.request;
-    let pick = |get: fn(&'a [u8], &'a crate::http1::Head) -> &'a [u8]| {
-        req.map(|(buf, head)| text(get(buf, head)))
-    };
+    let pick =
+        |get: fn(&'a [u8], &'a Head) -> &'a [u8]| req.map(|(buf, head)| text(get(buf, head)));
     let named = |name: &[u8]| {
         req.and_then(|(buf, head)| header(buf, head, name))
             .map(text)
@@ -246,7 +253,7 @@ fn json(r: &Record<'_>, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http1::{parse_head, Head, Limits};
+    use crate::http1::{parse_head, Limits};
     use std::time::Duration;
 
     fn line(style: AccessStyle, raw: &[u8], status: u16) -> String {
@@ -273,6 +280,42 @@ mod tests {
     }
 
     const ODD: &[u8] = b"GET /a\"b\\c?q=\"1 HTTP/1.1\r\nHost: h\r\nUser-Agent: x\", \"status\": 1 \xff\tz\r\nX-Request-ID: r-1\r\n\r\n";
+
+    #[test]
+    fn after_a_rename_reopen_writes_to_a_new_file_under_the_old_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let mut log = AccessLog::open(path.to_str().unwrap(), AccessStyle::Json).unwrap();
+        let raw = b"GET / HTTP/1.0\r\n\r\n";
+        let mut head = Head::default();
+        assert_eq!(parse_head(raw, &Limits::default(), &mut head), Ok(true));
+        let fields = Fields {
+            peer: None,
+            request: Some((raw, &head)),
+            unparsed_line: None,
+            status: 200,
+            body_bytes: 0,
+            duration: Duration::ZERO,
+            response_head: b"",
+            time: "",
+            pid: 1,
+        };
+        log.record(&fields);
+        let rotated = dir.path().join("access.log.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        log.record(&fields);
+        log.reopen().unwrap();
+        log.record(&fields);
+        log.flush();
+        let lines = |p: &std::path::Path| std::fs::read_to_string(p).unwrap().lines().count();
+        assert_eq!((lines(&rotated), lines(&path)), (2, 1));
+    }
+
+    #[test]
+    fn combined_lines_show_the_first_referer_and_user_agent() {
+        let raw = b"GET / HTTP/1.1\r\nHost: h\r\nReferer: a\r\nReferer: b\r\n\r\n";
+        assert!(line(AccessStyle::Combined, raw, 200).ends_with(" 200 12 \"a\" \"-\""));
+    }
 
     #[test]
     fn combined_lines_escape_what_the_client_sent() {

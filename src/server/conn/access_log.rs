@@ -5,6 +5,7 @@
 //! Runs only when access logging is on (callers check `Shared::access_log` first), and
 //! never touches the socket.
 
+use std::cell::Cell;
 use std::time::Instant;
 
 use super::{Peer, Shared, Work};
@@ -14,14 +15,16 @@ use crate::access_format::Fields;
 /// lines when the format shows some (`{name}o`). Kept in the connection's buffers.
 #[derive(Default)]
 pub(crate) struct Pending {
-    started: Option<Instant>,
+    /// Taken by the line, so that a refusal of the next request on the connection never
+    /// shows this one's duration.
+    started: Cell<Option<Instant>>,
     response_head: Vec<u8>,
 }
 
 /// Before the app runs: the request's duration counts from here.
 pub(super) fn request_started<C>(sh: &Shared<C>, logged: &mut Pending) {
     if sh.access_log.is_some() {
-        logged.started = Some(Instant::now());
+        logged.started.set(Some(Instant::now()));
     }
 }
 
@@ -55,6 +58,7 @@ pub(super) fn log_access<C: AsRef<[u8]>>(
     let duration = work
         .logged
         .started
+        .take()
         .map(|t| Instant::now().saturating_duration_since(t))
         .unwrap_or_default();
     log.record(&Fields {
