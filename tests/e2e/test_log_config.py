@@ -7,8 +7,10 @@ import json
 import os
 import signal
 import socket
+import subprocess
 
-from conftest import APPS, run_evserve, server_env, wait_for
+import pytest
+from conftest import APPS, evserve_bin, free_port, run_evserve, server_env, wait_for
 
 APP = "access_log_app:application"
 
@@ -69,8 +71,10 @@ def test_a_dict_config_gets_the_messages_and_the_access_fields_on_the_records(se
     assert "Listening at" not in server.stderr()
 
 
-def test_a_launcher_and_its_instances_log_through_the_config(serve, tmp_path):
-    server = serve(APP, "--workers", "2", "--log-config", str(dict_config(tmp_path)), env=env())
+@pytest.mark.parametrize("preload", [(), ("--preload",)], ids=["imported", "preloaded"])
+def test_a_launcher_and_its_instances_log_through_the_config(serve, tmp_path, preload):
+    server = serve(APP, "--workers", "2", *preload, "--log-config", str(dict_config(tmp_path)),
+                   env=env())
     error_log = tmp_path / "error.jsonl"
 
     def instances_ready():
@@ -88,6 +92,33 @@ def test_a_launcher_and_its_instances_log_through_the_config(serve, tmp_path):
     server.signal(signal.SIGUSR1)
     reopened = lambda: [r for r in records(error_log, 1, "a new error log") if "reopen" in r["message"]]
     wait_for(lambda: len({r["pid"] for r in reopened()}) >= 3, 15, message="three processes reopening")
+
+
+def test_serve_with_workers_from_python_logs_through_the_config(tmp_path):
+    port = free_port()
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import evserve\n"
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'ok']\n"
+        f"evserve.serve(app, port={port}, workers=2, log_config={str(dict_config(tmp_path))!r})\n"
+    )
+    python = os.path.join(os.path.dirname(evserve_bin()), "python")
+    proc = subprocess.Popen([python, str(script)], env=env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        error_log = tmp_path / "error.jsonl"
+        wait_for(lambda: any("ready: 2 instances" in r["message"]
+                             for r in records(error_log, 1, "the error log")), 20,
+                 message="the launcher's ready message in the configured log")
+        get(port, b"GET /api HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        (access,) = records(tmp_path / "access.jsonl", 1, "an access record")
+        assert access["path"] == "/api" and access["pid"] != proc.pid
+        assert proc.pid in {r["pid"] for r in records(error_log, 1, "the error log")}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
 
 
 def test_a_file_config_ini_works_too(serve, tmp_path):
