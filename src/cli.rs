@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::access_format::{AccessStyle, Plan};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{
@@ -229,6 +230,16 @@ pub struct ServeArgs {
     /// Write an access log in combined format to FILE, or - for stdout.
     #[arg(long, value_name = "FILE")]
     pub access_log: Option<String>,
+    /// Access-log lines in gunicorn's format, e.g. '%(h)s "%(r)s" %(s)s %(L)s'.
+    #[arg(long, value_name = "FMT", conflicts_with = "access_log_json")]
+    pub access_logformat: Option<String>,
+    /// Access-log lines as JSON objects, one a line.
+    #[arg(long)]
+    pub access_log_json: bool,
+    /// Configure Python logging from FILE (dictConfig JSON if it ends in .json, else a
+    /// fileConfig ini): evserve logs to "evserve.error" and access lines to "evserve.access".
+    #[arg(long, value_name = "FILE")]
+    pub log_config: Option<PathBuf>,
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub graceful_timeout: u64,
@@ -505,6 +516,34 @@ pub fn parse_tls(args: &NginxFrontArgs, listen: SocketAddr) -> Result<Option<Tls
     }))
 }
 
+impl ServeArgs {
+    fn access_style(&self) -> Result<AccessStyle, String> {
+        if self.access_log.is_some() && self.log_config.is_some() {
+            return Err(
+                "--access-log and --log-config: with --log-config, access lines go to \
+                 the \"evserve.access\" logger; give it a handler in the config file"
+                    .into(),
+            );
+        }
+        if self.access_log.is_none()
+            && self.log_config.is_none()
+            && (self.access_logformat.is_some() || self.access_log_json)
+        {
+            return Err(
+                "--access-logformat and --access-log-json need --access-log FILE (or - for stdout)"
+                    .into(),
+            );
+        }
+        Ok(match (&self.access_logformat, self.access_log_json) {
+            (Some(format), _) => AccessStyle::Format(
+                Plan::parse(format).map_err(|e| format!("--access-logformat: {e}"))?,
+            ),
+            (None, true) => AccessStyle::Json,
+            (None, false) => AccessStyle::Combined,
+        })
+    }
+}
+
 fn parse_bind(serve: &ServeArgs) -> Result<BindAddr, String> {
     match &serve.bind {
         Some(b) if b.starts_with("unix:") => {
@@ -616,6 +655,8 @@ impl ServeArgs {
                     absolute(PathBuf::from(a)).to_string_lossy().into_owned()
                 }
             }),
+            access_style: self.access_style()?,
+            log_config: self.log_config.clone().map(absolute),
             limits,
             timeouts,
             max_connections: self.max_connections,

@@ -151,6 +151,10 @@ pub struct InstanceConfig {
     /// SCRIPT_NAME, without a trailing slash.
     pub root_path: String,
     pub access_log: Option<String>,
+    /// How access-log lines are written (`--access-logformat`, `--access-log-json`).
+    pub access_style: crate::access_format::AccessStyle,
+    /// `--log-config`: a logging.config file (`.json` for dictConfig, else fileConfig).
+    pub log_config: Option<PathBuf>,
     pub limits: Limits,
     pub timeouts: Timeouts,
     pub max_connections: usize,

@@ -42,6 +42,12 @@ pub fn run(mode: Mode, relaunch: config::Relaunch) -> i32 {
         // The launcher starts its instances (and its preloader) with its own flags.
         Mode::Launcher(config) if instance::under_launcher() => instance::run(config.instance),
         Mode::Launcher(mut config) => {
+            if let Some(path) = &config.instance.log_config {
+                if let Err(message) = wsgi::logging::install_in_launcher(path) {
+                    log::fatal(&message);
+                    return 2;
+                }
+            }
             config.relaunch = relaunch;
             wsgi::title::set(&supervisor::title(&config), "evserve-launch");
             supervisor::run(*config)

@@ -4,7 +4,7 @@
 //! Glue only: it must never parse HTTP or call the app itself. Its exit codes are
 //! `contract::ExitCode`: graceful stop, app not loadable, other failures.
 
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +14,7 @@ use pyo3::prelude::*;
 use signal_hook::iterator::Signals;
 use socket2::{Domain, Socket};
 
+use crate::access_sink::AccessLog;
 use crate::config::{BindAddr, InstanceConfig};
 use crate::contract::{self, ExitCode, Message};
 use crate::log;
@@ -124,19 +125,27 @@ fn listen(
     }
 }
 
-fn open_access_log(target: &Option<String>) -> Result<Option<Box<dyn Write>>, String> {
-    match target.as_deref() {
-        None => Ok(None),
-        Some("-") => Ok(Some(Box::new(io::BufWriter::new(io::stdout())))),
-        Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("--access-log: cannot open {path}: {e}"))?;
-            Ok(Some(Box::new(io::BufWriter::new(file))))
-        }
-    }
+/// With `--log-config`: Python logging configured from the file, evserve's messages routed
+/// to it, and the access lines to "evserve.access" (in place of `access_log`).
+fn python_logging(
+    py: Python<'_>,
+    config: &InstanceConfig,
+    access_log: &mut Option<AccessLog>,
+) -> Result<(), String> {
+    let Some(path) = &config.log_config else {
+        return Ok(());
+    };
+    let access = wsgi::logging::install(py, path)?;
+    *access_log = Some(AccessLog::to_python(config.access_style.clone(), access));
+    Ok(())
+}
+
+fn open_access_log(config: &InstanceConfig) -> Result<Option<AccessLog>, String> {
+    config
+        .access_log
+        .as_deref()
+        .map(|target| AccessLog::open(target, config.access_style.clone()))
+        .transpose()
 }
 
 /// How long the watchdog lets a clean shutdown run past `--graceful-timeout`.
@@ -214,12 +223,23 @@ fn raise_fd_limit() {
     }
 }
 
+/// The read ends of the pipes the signal handlers write to, watched by the event loop.
+struct SignalPipes {
+    /// SIGINT, SIGTERM.
+    stop: UnixStream,
+    /// SIGUSR1: reopen the log files.
+    reopen: UnixStream,
+}
+
 /// Stop signals go to a pipe, read by the event loop; a watchdog thread ends the process
 /// when the loop cannot (stuck app, second signal). Installed before Python starts, so
 /// Python never installs its own SIGINT handler (which would raise KeyboardInterrupt
-/// inside a request).
-fn install_stop_signals(graceful: Duration, systemd: Notifier) -> Result<UnixStream, String> {
+/// inside a request). SIGUSR1 (reopen the log files) goes to a pipe of its own, so that
+/// it is never taken for a stop.
+fn install_stop_signals(graceful: Duration, systemd: Notifier) -> Result<SignalPipes, String> {
     let (signal_read, signal_write) =
+        UnixStream::pair().map_err(|e| format!("cannot create the signal pipe: {e}"))?;
+    let (reopen_read, reopen_write) =
         UnixStream::pair().map_err(|e| format!("cannot create the signal pipe: {e}"))?;
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_write
@@ -227,9 +247,14 @@ fn install_stop_signals(graceful: Duration, systemd: Notifier) -> Result<UnixStr
             .and_then(|w| signal_hook::low_level::pipe::register(signal, w))
             .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
     }
+    signal_hook::low_level::pipe::register(signal_hook::consts::SIGUSR1, reopen_write)
+        .map_err(|e| format!("cannot handle SIGUSR1: {e}"))?;
     start_watchdog(graceful, systemd)
         .map_err(|e| format!("cannot start the shutdown watchdog: {e}"))?;
-    Ok(signal_read)
+    Ok(SignalPipes {
+        stop: signal_read,
+        reopen: reopen_read,
+    })
 }
 
 /// Working directory and file limit, before Python starts.
@@ -266,9 +291,9 @@ pub fn run(config: InstanceConfig) -> i32 {
     let prepared =
         install_stop_signals(config.timeouts.graceful, systemd.try_clone()).and_then(|signals| {
             prepare_process(&config)?;
-            Ok((signals, open_access_log(&config.access_log)?))
+            Ok((signals, open_access_log(&config)?))
         });
-    let (signal_read, access_log) = match prepared {
+    let (signal_read, mut access_log) = match prepared {
         Ok(p) => p,
         Err(message) => {
             log::fatal(&message);
@@ -281,6 +306,10 @@ pub fn run(config: InstanceConfig) -> i32 {
         return ExitCode::AppLoadFailure.code();
     }
     let code = Python::attach(|py| {
+        if let Err(message) = python_logging(py, &config, &mut access_log) {
+            log::fatal(&message);
+            return ExitCode::Failure.code();
+        }
         let app = match load(py, &config) {
             Ok(app) => app,
             Err(code) => return code,
@@ -422,14 +451,18 @@ fn serve_forked(
     }
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
     let prepared = install_stop_signals(config.timeouts.graceful, Notifier::disabled())
-        .and_then(|signals| Ok((signals, open_access_log(&config.access_log)?)));
-    let (signal_read, access_log) = match prepared {
+        .and_then(|signals| Ok((signals, open_access_log(config)?)));
+    let (signal_read, mut access_log) = match prepared {
         Ok(p) => p,
         Err(message) => {
             log::fatal(&message);
             return ExitCode::Failure.code();
         }
     };
+    if let Err(message) = python_logging(py, config, &mut access_log) {
+        log::fatal(&message);
+        return ExitCode::Failure.code();
+    }
     let control = UnixDatagram::from(forked.control);
     let _ = control.set_nonblocking(true);
     let bound = match describe_inherited(forked.listener) {
@@ -482,8 +515,8 @@ fn serve(
     config: &InstanceConfig,
     app: Bound<'_, PyAny>,
     (bound, control): (Listening, Option<UnixDatagram>),
-    access_log: Option<Box<dyn Write>>,
-    signals: UnixStream,
+    access_log: Option<AccessLog>,
+    signals: SignalPipes,
     mut systemd: Notifier,
 ) -> i32 {
     let site = wsgi::Site {
@@ -529,7 +562,8 @@ fn serve(
         shares_listener: config.shared_listener,
         access_log,
         heartbeat: control,
-        signals,
+        signals: signals.stop,
+        reopen_signals: Some(signals.reopen),
         static_site: StaticSite::new(config.static_mounts.clone(), &config.root_path),
     };
     let result = server::run(&mut wsgi_app, bound.listener, settings);

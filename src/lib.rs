@@ -15,6 +15,8 @@
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod access_format;
+pub mod access_sink;
 pub mod cli;
 pub mod config;
 pub mod contract;

@@ -3,8 +3,39 @@
 //! Each line is built whole and goes out in one write(2) to fd 2, so the lines of
 //! processes sharing a stderr (the launcher and its instances) never splice into each
 //! other. Must never panic on a write error (a closed stderr loses the line, nothing else).
+//!
+//! With `--log-config`, the messages of the thread that routed them go to Python logging
+//! instead (through hooks the WSGI bridge installs: this module never touches Python);
+//! other threads (the watchdog, which runs while the app may hold the interpreter) still
+//! write directly. The one-line fatal error always goes to stderr.
 
 use std::io::Write;
+use std::sync::OnceLock;
+use std::thread::ThreadId;
+
+/// Takes `(level, message)`, level being `INFO`, `WARNING` or `ERROR`.
+pub type MessageHook = Box<dyn Fn(&str, &str) + Send + Sync>;
+
+/// Where messages go once Python logging is configured.
+struct Hooks {
+    message: MessageHook,
+    /// Reopens the log files of Python's handlers.
+    reopen: Box<dyn Fn() + Send + Sync>,
+    /// The thread whose messages take the hook.
+    thread: ThreadId,
+}
+
+static HOOKS: OnceLock<Hooks> = OnceLock::new();
+
+/// From now on, this thread's messages go to `message` and `reopen_files` calls `reopen`.
+/// Only the first call of a process counts.
+pub fn route_to(message: MessageHook, reopen: Box<dyn Fn() + Send + Sync>) {
+    let _ = HOOKS.set(Hooks {
+        message,
+        reopen,
+        thread: std::thread::current().id(),
+    });
+}
 
 /// `[date] [pid] [LEVEL] message\n`, built in one buffer.
 fn format_line(level: &str, message: &str) -> String {
@@ -19,7 +50,12 @@ fn write_whole(line: &str) {
 }
 
 fn line(level: &str, message: &str) {
-    write_whole(&format_line(level, message));
+    match HOOKS.get() {
+        Some(hooks) if hooks.thread == std::thread::current().id() => {
+            (hooks.message)(level, message)
+        }
+        _ => write_whole(&format_line(level, message)),
+    }
 }
 
 pub fn info(message: &str) {
@@ -37,6 +73,14 @@ pub fn error(message: &str) {
 /// The one line that says why evserve is exiting with an error.
 pub fn fatal(message: &str) {
     write_whole(&format!("evserve: error: {message}\n"));
+}
+
+/// After SIGUSR1: the log files Python logging writes to (`--log-config`) are opened
+/// again, when a hook for that is installed.
+pub fn reopen_files() {
+    if let Some(hook) = HOOKS.get() {
+        (hook.reopen)();
+    }
 }
 
 /// `1 instance`, `3 instances`, `0 requests`.

@@ -26,7 +26,7 @@ mod static_send;
 #[cfg(test)]
 mod tests;
 
-use access_log::{log_access, log_unparsed};
+use access_log::{log_access, log_unparsed, reply_ready, request_started};
 pub(crate) use buffers::Work;
 use buffers::{recycle, store_body};
 use canned::{write_canned, write_refusal};
@@ -534,9 +534,11 @@ impl<A: App> Conn<A> {
             body,
         };
         sh.reply.reset();
+        request_started(sh, &mut work.logged);
         let peer = &self.peer;
         let session = self.session.get_or_insert_with(|| app.open_session(peer));
         let result = app.call(session, &request, &mut sh.reply);
+        reply_ready(sh, &mut work.logged);
         sh.requests_served += 1;
         self.deadline = None;
         let head = &work.head;

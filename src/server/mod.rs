@@ -10,13 +10,14 @@ mod net;
 mod output;
 mod timers;
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant, SystemTime};
 
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use crate::access_sink::AccessLog;
 use crate::config::Timeouts;
 use crate::contract::{Message, HEARTBEAT_INTERVAL};
 use crate::http1::{Head, Limits};
@@ -35,7 +36,8 @@ pub const SAME_STOP_WITHIN: Duration = Duration::from_millis(100);
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
-const FIRST_CONN: usize = 2;
+const REOPEN_SIGNALS: Token = Token(2);
+const FIRST_CONN: usize = 3;
 
 /// A request whose head and body have fully arrived.
 pub struct Request<'a> {
@@ -154,13 +156,15 @@ pub struct Settings {
     /// draining the queue (keep-alive would then pin every connection to it): see
     /// `AcceptGate`.
     pub shares_listener: bool,
-    pub access_log: Option<Box<dyn Write>>,
+    pub access_log: Option<AccessLog>,
     /// Where heartbeats go when a launcher supervises this instance.
     pub heartbeat: Option<UnixDatagram>,
     /// Read end of the pipe the stop-signal handlers write to.
     pub signals: std::os::unix::net::UnixStream,
     /// `--static` mounts, answered without the app.
     pub static_site: crate::static_files::StaticSite,
+    /// Read end of the pipe the SIGUSR1 handler writes to: reopen the log files.
+    pub reopen_signals: Option<std::os::unix::net::UnixStream>,
 }
 
 /// The `Date` header value and the access-log time, remade once a second.
@@ -218,8 +222,7 @@ pub(crate) struct Shared<C> {
     #[allow(clippy::vec_box)]
     pub pool: Vec<Box<conn::Work<C>>>,
     pub reply: Reply<C>,
-    pub access_log: Option<Box<dyn Write>>,
-    pub log_dirty: bool,
+    pub access_log: Option<AccessLog>,
     pub draining: bool,
     /// The stop-signal pipe, peeked so a response after a signal not yet read says close.
     pub stop_signals: Option<std::os::fd::OwnedFd>,
@@ -365,6 +368,7 @@ enum Flow {
 struct LoopState<A: App> {
     listener: Option<Listener>,
     signals: mio::net::UnixStream,
+    reopen_signals: Option<mio::net::UnixStream>,
     conns: Slab<Conn<A>>,
     shared: Shared<A::Chunk>,
     max_connections: usize,
@@ -393,9 +397,14 @@ impl<A: App> LoopState<A> {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let stop_signals = rustix::io::fcntl_dupfd_cloexec(&signals, 0).ok();
+        let reopen_signals = match settings.reopen_signals {
+            Some(pipe) => Some(watch_reopen_signals(poll, pipe)?),
+            None => None,
+        };
         Ok(LoopState {
             listener: Some(listener),
             signals,
+            reopen_signals,
             conns: Slab::with_capacity(1024),
             shared: Shared {
                 limits: settings.limits,
@@ -406,7 +415,6 @@ impl<A: App> LoopState<A> {
                 pool: Vec::new(),
                 reply: Reply::new(),
                 access_log: settings.access_log,
-                log_dirty: false,
                 draining: false,
                 stop_signals,
                 requests_served: 0,
@@ -435,11 +443,8 @@ impl<A: App> LoopState<A> {
     }
 
     fn flush_access_log(&mut self) {
-        if let Some(out) = self.shared.access_log.as_mut() {
-            if self.shared.log_dirty {
-                let _ = out.flush();
-                self.shared.log_dirty = false;
-            }
+        if let Some(log) = self.shared.access_log.as_mut() {
+            log.flush();
         }
     }
 
@@ -498,6 +503,11 @@ impl<A: App> LoopState<A> {
                     return self.on_stop_signal(registry);
                 }
             }
+            REOPEN_SIGNALS => {
+                if self.reopen_signals.as_mut().is_some_and(read_signals) {
+                    self.reopen_logs();
+                }
+            }
             Token(t) => {
                 let slot = t - FIRST_CONN;
                 let Some(conn) = self.conns.get_mut(slot) else {
@@ -516,6 +526,19 @@ impl<A: App> LoopState<A> {
             }
         }
         Flow::Continue
+    }
+
+    /// SIGUSR1, between requests: the log files are opened again by name (after a rotation).
+    fn reopen_logs(&mut self) {
+        let reopened = match self.shared.access_log.as_mut().map(AccessLog::reopen) {
+            Some(Err(e)) => Err(e),
+            _ => Ok(()),
+        };
+        log::reopen_files();
+        match reopened {
+            Ok(()) => log::info("SIGUSR1: log files reopened"),
+            Err(e) => log::error(&e),
+        }
     }
 
     /// The first stop signal starts the drain; signals read together with it, or soon
@@ -666,13 +689,24 @@ impl<A: App> LoopState<A> {
     /// Dropping the connections releases every response still in progress.
     fn finish(&mut self) {
         self.conns.clear();
-        if let Some(out) = self.shared.access_log.as_mut() {
-            let _ = out.flush();
+        if let Some(log) = self.shared.access_log.as_mut() {
+            log.flush();
         }
     }
 }
 
-/// Reads what the signal handlers wrote; whether any stop signal arrived.
+fn watch_reopen_signals(
+    poll: &Poll,
+    pipe: std::os::unix::net::UnixStream,
+) -> io::Result<mio::net::UnixStream> {
+    pipe.set_nonblocking(true)?;
+    let mut pipe = mio::net::UnixStream::from_std(pipe);
+    poll.registry()
+        .register(&mut pipe, REOPEN_SIGNALS, Interest::READABLE)?;
+    Ok(pipe)
+}
+
+/// Reads what the signal handlers wrote; whether any signal arrived.
 fn read_signals(signals: &mut mio::net::UnixStream) -> bool {
     let mut buf = [0u8; 16];
     let mut any = false;

@@ -105,12 +105,11 @@ impl Launcher {
             Some(SignalRequest::Reload) => "rolling reload",
             Some(SignalRequest::AddInstance) => "one instance more (--workers)",
             Some(SignalRequest::RemoveInstance) => "one instance fewer (--workers)",
-            Some(SignalRequest::ChildExited) | None => {
-                return Err(format!(
-                    "the launcher does not take {name} (it handles HUP, TERM, INT, TTIN, TTOU); \
+            Some(SignalRequest::ReopenLogs) => "log files reopened, here and in every instance",
+            Some(SignalRequest::ChildExited) | None => return Err(format!(
+                "the launcher does not take {name} (it handles HUP, TERM, INT, TTIN, TTOU, USR1); \
                      give an INSTANCE to send it to an instance"
-                ))
-            }
+            )),
         };
         send(std::process::id(), signal)?;
         Ok(format!(

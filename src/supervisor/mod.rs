@@ -154,6 +154,9 @@ struct Launcher {
     started: Instant,
     /// sd_notify to systemd (does nothing without NOTIFY_SOCKET).
     systemd: Notifier,
+    /// Instances that were starting at a SIGUSR1 (they may not handle it yet): they get it
+    /// once ready.
+    reopen_when_ready: Vec<u32>,
 }
 
 type StartError = (i32, String);
@@ -297,6 +300,7 @@ impl Launcher {
             retired_preloaders: Vec::new(),
             sources,
             announced: false,
+            reopen_when_ready: Vec::new(),
             started: Instant::now(),
             systemd,
         };
@@ -422,6 +426,27 @@ impl Launcher {
             Request::AddInstance => self.add_instance(),
             Request::RemoveInstance => self.remove_instance(),
             Request::ChildExited => {}
+            Request::ReopenLogs => self.reopen_logs(),
+        }
+    }
+
+    /// SIGUSR1: this process's log files, then each ready instance's (an instance not
+    /// ready yet may not handle the signal yet, and opens its files after it started).
+    fn reopen_logs(&mut self) {
+        log::reopen_files();
+        log::info(&format!(
+            "SIGUSR1: reopened the launcher's log files; forwarding to {}",
+            log::count(self.instances.len(), "instance", "instances")
+        ));
+        let instances = &self.instances;
+        self.reopen_when_ready
+            .retain(|pid| instances.iter().any(|i| i.pid == *pid));
+        for inst in &self.instances {
+            if inst.ready {
+                inst.signal(rustix::process::Signal::USR1);
+            } else if !self.reopen_when_ready.contains(&inst.pid) {
+                self.reopen_when_ready.push(inst.pid);
+            }
         }
     }
 
@@ -524,6 +549,14 @@ impl Launcher {
                 sources.add_files(files);
             }
             let inst = &self.instances[index];
+            if !was_ready && inst.ready {
+                self.reopen_when_ready.retain(|&pid| {
+                    if pid == inst.pid {
+                        inst.signal(rustix::process::Signal::USR1);
+                    }
+                    pid != inst.pid
+                });
+            }
             if announce && !was_ready && inst.ready {
                 log::info(&format!(
                     "instance {} ready (pid {}, port {})",

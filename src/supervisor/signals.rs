@@ -7,7 +7,7 @@ use std::io::{self, Read};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 
-use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGTTIN, SIGTTOU};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1};
 
 /// What the launcher does on a signal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,15 +22,18 @@ pub enum Request {
     RemoveInstance,
     /// SIGCHLD: a child changed state; the loop reaps on every turn anyway.
     ChildExited,
+    /// SIGUSR1: reopen the log files here and in every instance (after a rotation).
+    ReopenLogs,
 }
 
-const HANDLED: [(i32, Request); 6] = [
+const HANDLED: [(i32, Request); 7] = [
     (SIGTERM, Request::Stop),
     (SIGINT, Request::Stop),
     (SIGHUP, Request::Reload),
     (SIGTTIN, Request::AddInstance),
     (SIGTTOU, Request::RemoveInstance),
     (SIGCHLD, Request::ChildExited),
+    (SIGUSR1, Request::ReopenLogs),
 ];
 
 /// What the launcher does on `signal`; `None` for a signal it does not handle.

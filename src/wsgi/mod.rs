@@ -8,6 +8,7 @@
 mod environ;
 pub mod fork;
 pub mod interpreter;
+pub mod logging;
 mod module;
 mod response;
 pub mod title;

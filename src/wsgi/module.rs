@@ -111,6 +111,13 @@ fn serve_with_launcher(py: Python<'_>, config: LauncherConfig) -> i32 {
         ));
         return ExitCode::Failure.code();
     }
+    if let Some(path) = &config.instance.log_config {
+        // The launcher's messages; the preloader and the instances inherit the setup.
+        if let Err(message) = super::logging::install(py, path) {
+            log::fatal(&message);
+            return ExitCode::Failure.code();
+        }
+    }
     let (ours, theirs) = match UnixDatagram::pair() {
         Ok(pair) => pair,
         Err(e) => {

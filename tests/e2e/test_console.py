@@ -163,8 +163,8 @@ def test_signals_reach_the_instance_or_the_launcher(launcher_start, tmp_path):
     launcher_wait(lambda: not launcher_alive(victim), 5, "the killed instance gone")
     launcher_wait(lambda: ready_pids(tmp_path).get(1) not in (None, victim), 15, "a new instance 1")
     # Signals the launcher does not take, unknown signals, unknown instances.
-    err = one_line_error(console("signal", "USR1", cwd=tmp_path))
-    assert "does not take SIGUSR1" in err
+    err = one_line_error(console("signal", "USR2", cwd=tmp_path))
+    assert "does not take SIGUSR2" in err
     out = console("signal", "NOPE", "0", cwd=tmp_path)
     assert out.returncode == 2 and "'NOPE' is not a signal" in one_line_error(out)
     assert "no instance 5" in one_line_error(console("signal", "TERM", "5", cwd=tmp_path))

@@ -1,47 +1,77 @@
-//! The access log: one line per response, in combined log format: answered requests,
-//! responses cut short, and refusals (with what is known of a request refused early).
+//! The access log's view of a connection: the fields of one line per response (answered
+//! requests, responses cut short, and refusals, with what is known of a request refused
+//! early), handed to the access log, which renders and writes them.
 //!
-//! It must never write anything the client sent unescaped (quotes, control bytes), and
-//! never touch the socket.
+//! Runs only when access logging is on (callers check `Shared::access_log` first), and
+//! never touches the socket.
 
-use std::io::Write;
+use std::cell::Cell;
+use std::time::Instant;
 
-use super::{Peer, Shared, Version, Work};
+use super::{Peer, Shared, Work};
+use crate::access_format::Fields;
 
-/// One line in combined log format for a request whose head was parsed.
+/// What a line needs beyond the head: when the request began, and the response's header
+/// lines when the format shows some (`{name}o`). Kept in the connection's buffers.
+#[derive(Default)]
+pub(crate) struct Pending {
+    /// Taken by the line, so that a refusal of the next request on the connection never
+    /// shows this one's duration.
+    started: Cell<Option<Instant>>,
+    response_head: Vec<u8>,
+}
+
+/// Before the app runs: the request's duration counts from here.
+pub(super) fn request_started<C>(sh: &Shared<C>, logged: &mut Pending) {
+    if sh.access_log.is_some() {
+        logged.started.set(Some(Instant::now()));
+    }
+}
+
+/// After the app ran: keeps its header lines when the format shows some.
+pub(super) fn reply_ready<C>(sh: &Shared<C>, logged: &mut Pending) {
+    if let Some(log) = sh.access_log.as_ref() {
+        logged.response_head.clear();
+        if log.wants_response_headers() {
+            logged.response_head.extend_from_slice(&sh.reply.head);
+        }
+    }
+}
+
+fn peer_addr(peer: &Peer) -> Option<std::net::SocketAddr> {
+    match peer {
+        Peer::Tcp(addr) => Some(*addr),
+        Peer::Unix => None,
+    }
+}
+
+/// The line for a request whose head was parsed.
 pub(super) fn log_access<C: AsRef<[u8]>>(
     sh: &mut Shared<C>,
     peer: &Peer,
     work: &Work<C>,
     status: u16,
 ) {
-    let buf = &work.rbuf;
-    let head = &work.head;
-    let header = |name: &[u8]| -> String {
-        head.headers
-            .iter()
-            .find(|h| h.name.of(buf).eq_ignore_ascii_case(name))
-            .map(|h| escape(h.value.of(buf)))
-            .unwrap_or_else(|| "-".to_string())
+    let Some(log) = sh.access_log.as_mut() else {
+        return;
     };
-    let version = match head.version {
-        Version::Http10 => "HTTP/1.0",
-        Version::Http11 => "HTTP/1.1",
-    };
-    let request = format!(
-        "{} {} {}",
-        escape(head.method.of(buf)),
-        escape(head.target.of(buf)),
-        version
-    );
-    let fields = LineFields {
-        request: &request,
+    let duration = work
+        .logged
+        .started
+        .take()
+        .map(|t| Instant::now().saturating_duration_since(t))
+        .unwrap_or_default();
+    log.record(&Fields {
+        peer: peer_addr(peer),
+        request: Some((&work.rbuf, &work.head)),
+        unparsed_line: None,
         status,
         body_bytes: work.out.body_bytes,
-        referer: &header(b"referer"),
-        user_agent: &header(b"user-agent"),
-    };
-    write_line(sh, peer, &fields);
+        duration,
+        response_head: &work.logged.response_head,
+        time: &sh.clock.log_time,
+        pid: std::process::id(),
+    });
 }
 
 /// The line for a request refused before its head was parsed: its request line as sent
@@ -52,69 +82,24 @@ pub(super) fn log_unparsed<C: AsRef<[u8]>>(
     work: &Work<C>,
     status: u16,
 ) {
+    let Some(log) = sh.access_log.as_mut() else {
+        return;
+    };
     let received = work.rbuf.get(..work.filled).unwrap_or_default();
     let mut rest = received;
     while let [b'\r', b'\n', tail @ ..] = rest {
         rest = tail;
     }
-    let request = match memchr::memchr2(b'\r', b'\n', rest) {
-        Some(end) => escape(rest.get(..end).unwrap_or_default()),
-        None => "-".to_string(),
-    };
-    let fields = LineFields {
-        request: &request,
+    let line = memchr::memchr2(b'\r', b'\n', rest).and_then(|end| rest.get(..end));
+    log.record(&Fields {
+        peer: peer_addr(peer),
+        request: None,
+        unparsed_line: line,
         status,
         body_bytes: 0,
-        referer: "-",
-        user_agent: "-",
-    };
-    write_line(sh, peer, &fields);
-}
-
-/// What one line says, each text already escaped.
-struct LineFields<'a> {
-    request: &'a str,
-    status: u16,
-    body_bytes: u64,
-    referer: &'a str,
-    user_agent: &'a str,
-}
-
-fn write_line<C>(sh: &mut Shared<C>, peer: &Peer, fields: &LineFields<'_>) {
-    let bytes = if fields.body_bytes == 0 {
-        "-".to_string()
-    } else {
-        fields.body_bytes.to_string()
-    };
-    let line = format!(
-        "{} - - [{}] \"{}\" {} {} \"{}\" \"{}\"\n",
-        match peer {
-            Peer::Tcp(addr) => addr.ip().to_string(),
-            Peer::Unix => "-".to_string(),
-        },
-        sh.clock.log_time,
-        fields.request,
-        fields.status,
-        bytes,
-        fields.referer,
-        fields.user_agent,
-    );
-    if let Some(out) = sh.access_log.as_mut() {
-        let _ = out.write_all(line.as_bytes());
-        sh.log_dirty = true;
-    }
-}
-
-/// Log-safe text: quotes, backslashes and non-printable bytes escaped.
-fn escape(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len());
-    for &b in bytes {
-        match b {
-            b'"' => s.push_str("\\\""),
-            b'\\' => s.push_str("\\\\"),
-            0x20..=0x7e => s.push(b as char),
-            _ => s.push_str(&format!("\\x{b:02x}")),
-        }
-    }
-    s
+        duration: Default::default(),
+        response_head: b"",
+        time: &sh.clock.log_time,
+        pid: std::process::id(),
+    });
 }

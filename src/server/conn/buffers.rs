@@ -30,6 +30,8 @@ pub(crate) struct Work<C> {
     pub(super) body: Vec<u8>,
     pub(super) body_file: Option<File>,
     pub(super) out: Output<C>,
+    /// What the access log needs of the request in hand (untouched when it is off).
+    pub(super) logged: super::access_log::Pending,
 }
 
 impl<C: AsRef<[u8]>> Work<C> {
@@ -41,6 +43,7 @@ impl<C: AsRef<[u8]>> Work<C> {
             body: Vec::new(),
             body_file: None,
             out: Output::new(),
+            logged: Default::default(),
         }
     }
 

@@ -166,7 +166,6 @@ impl Harness {
             pool: Vec::new(),
             reply: Reply::new(),
             access_log: None,
-            log_dirty: false,
             draining: false,
             stop_signals: None,
             requests_served: 0,
@@ -666,7 +665,10 @@ impl Harness {
     fn with_access_log(answer: fn(&Seen) -> Answer) -> (Harness, SharedLog) {
         let mut h = Harness::new(answer);
         let log = SharedLog::default();
-        h.sh.access_log = Some(Box::new(log.clone()));
+        h.sh.access_log = Some(crate::access_sink::AccessLog::to_stream(
+            Default::default(),
+            Box::new(log.clone()),
+        ));
         (h, log)
     }
 }
@@ -912,7 +914,10 @@ fn a_static_post_is_405_and_the_connection_goes_on() {
 fn a_static_answer_gets_an_access_log_line() {
     let (mut h, _dir) = with_static(10);
     let log = SharedLog::default();
-    h.sh.access_log = Some(Box::new(log.clone()));
+    h.sh.access_log = Some(crate::access_sink::AccessLog::to_stream(
+        Default::default(),
+        Box::new(log.clone()),
+    ));
     h.exchange(&get("/static/a.css"), &[]);
     h.exchange(&get("/static/../x"), &[]);
     let text = String::from_utf8(log.0.borrow().clone()).unwrap();
