@@ -232,6 +232,10 @@ pub struct ServeArgs {
     /// memory; a reload imports the new code in a fresh process.
     #[arg(long)]
     pub preload: bool,
+    /// Serve Prometheus metrics and a live status page on HOST:PORT (from the launcher, or
+    /// from a single instance run alone).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics: Option<String>,
 }
 
 /// Parses a size such as `1G`, `10M`, `512k` or `4096` into bytes.
@@ -459,6 +463,10 @@ impl ServeArgs {
             static_mounts: parse_static_mounts(&self.static_mounts)?,
             multiprocess: self.port_range.is_some() || self.workers.is_some(),
             shared_listener: self.port_range.is_none() && self.workers.is_some(),
+            metrics: match &self.metrics {
+                Some(m) => Some(parse_host_port(m).map_err(|e| format!("--metrics: {e}"))?),
+                None => None,
+            },
         };
         if !instance.root_path.is_empty() && !instance.root_path.starts_with('/') {
             return Err("--root-path must start with /".into());

@@ -153,6 +153,9 @@ pub struct InstanceConfig {
     pub multiprocess: bool,
     /// Other instances accept from the same listening socket (`--workers`).
     pub shared_listener: bool,
+    /// `--metrics`: where the metrics are served (by the launcher when there is one; its
+    /// instances then report to it instead).
+    pub metrics: Option<SocketAddr>,
 }
 
 /// The launcher: instances, supervision and nginx.

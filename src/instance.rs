@@ -450,14 +450,26 @@ fn serve(
     if let Some(c) = &control {
         let _ = c.send(Message::Ready.encode().as_bytes());
     }
+    let metrics_listener = match config.metrics.filter(|_| !under_launcher()) {
+        Some(addr) => match std::net::TcpListener::bind(addr) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                log::fatal(&format!("--metrics {addr}: cannot listen: {e}"));
+                return ExitCode::Failure.code();
+            }
+        },
+        None => None,
+    };
     let settings = server::Settings {
         limits: config.limits,
         timeouts: config.timeouts,
         max_connections: config.max_connections,
         shares_listener: config.shared_listener,
         access_log,
+        report_stats: control.is_some() && config.metrics.is_some(),
         heartbeat: control,
         signals,
+        metrics_listener,
     };
     let result = server::run(&mut wsgi_app, bound.listener, settings);
     drop(wsgi_app);

@@ -6,7 +6,8 @@
 //! `preload` (the process that imports the app once and forks instances), `supervisor`
 //! (the launcher), `contract` (what the launcher and its instances agree on), `listen`
 //! (binding sockets), `forwarded` (which peers' X-Forwarded-* headers count), `nginx`
-//! (config text), `cli`/`config` (flags), `entry` (the command line's dispatch), `log`.
+//! (config text), `cli`/`config` (flags), `entry` (the command line's dispatch), `log`,
+//! `metrics` (request counters, the Prometheus text and the `--metrics` listener).
 //!
 //! `unsafe` is refused everywhere but in the Python bridge, and every `unsafe` block there
 //! says why it is sound.
@@ -22,6 +23,7 @@ pub mod http1;
 pub mod instance;
 pub mod listen;
 pub mod log;
+pub mod metrics;
 pub mod nginx;
 pub mod preload;
 pub mod server;

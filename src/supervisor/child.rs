@@ -42,6 +42,8 @@ pub struct Instance {
     pub ready: bool,
     pub requests: u64,
     pub connections: u64,
+    /// Its metrics counters as last reported (`--metrics`).
+    pub stats: crate::metrics::Snapshot,
     /// Killed by the launcher for missing its heartbeat.
     pub hung: bool,
     /// SIGKILL already sent.
@@ -125,6 +127,7 @@ impl Instance {
             ready: false,
             requests: 0,
             connections: 0,
+            stats: Default::default(),
             hung: false,
             killed: false,
         }
@@ -137,7 +140,7 @@ impl Instance {
     /// Reads the waiting messages (bounded) and records them.
     pub fn read_messages(&mut self) {
         let mut messages = Vec::new();
-        let mut buf = [0u8; 256];
+        let mut buf = [0u8; contract::MAX_MESSAGE_LEN];
         for _ in 0..64 {
             match self.control.recv(&mut buf) {
                 Ok(0) => break,
@@ -163,6 +166,7 @@ impl Instance {
                     self.requests = *requests;
                     self.connections = *connections;
                 }
+                Message::Stats(stats) => self.stats = *stats,
             }
         }
     }

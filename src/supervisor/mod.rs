@@ -11,6 +11,7 @@ mod child;
 mod control;
 mod exits;
 mod listeners;
+mod metrics_http;
 mod nginx_proc;
 mod policy;
 mod preloader;
@@ -147,6 +148,8 @@ struct Launcher {
     /// Set once the "ready" line was printed.
     announced: bool,
     started: Instant,
+    /// `--metrics`: the listener and what it reports.
+    metrics: Option<metrics_http::Board>,
 }
 
 type StartError = (i32, String);
@@ -227,6 +230,12 @@ impl Launcher {
             None => None,
         };
         let poll = Poll::new().map_err(|e| (1, format!("cannot create the event loop: {e}")))?;
+        let metrics = match config.instance.metrics {
+            Some(addr) => {
+                Some(metrics_http::Board::bind(addr, poll.registry()).map_err(|e| (1, e))?)
+            }
+            None => None,
+        };
         let mut launcher = Launcher {
             config,
             recipe,
@@ -245,6 +254,7 @@ impl Launcher {
             retired_preloaders: Vec::new(),
             announced: false,
             started: Instant::now(),
+            metrics,
         };
         let fds: Vec<RawFd> = launcher
             .signals
@@ -319,6 +329,7 @@ impl Launcher {
             self.check_started();
             self.tend_nginx();
             self.control.serve(|| self.status_report());
+            self.serve_metrics();
             if let Phase::Stopping { code, .. } = self.phase {
                 if self.instances.is_empty() && self.nginx.as_ref().is_none_or(|n| !n.running()) {
                     log::info("stopped");

@@ -61,13 +61,7 @@ impl Launcher {
     }
 
     fn instance_row(&self, inst: &Instance, now: Instant) -> [String; 9] {
-        let state = match inst.role {
-            Role::Retiring { .. } => "draining",
-            Role::Replacing if inst.ready => "ready",
-            Role::Replacing => "reloading",
-            Role::Serving if inst.ready => "ready",
-            Role::Serving => "starting",
-        };
+        let state = state_name(inst);
         let restarts = self.slots.get(inst.slot).map_or(0, |s| s.history.total);
         [
             inst.slot.to_string(),
@@ -80,5 +74,16 @@ impl Launcher {
             inst.connections.to_string(),
             control::human_bytes(control::rss_bytes(inst.pid)),
         ]
+    }
+}
+
+/// An instance's state as the report (and the metrics) name it.
+pub(super) fn state_name(inst: &Instance) -> &'static str {
+    match inst.role {
+        Role::Retiring { .. } => "draining",
+        Role::Replacing if inst.ready => "ready",
+        Role::Replacing => "reloading",
+        Role::Serving if inst.ready => "ready",
+        Role::Serving => "starting",
     }
 }
