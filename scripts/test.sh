@@ -45,6 +45,13 @@ if ! command -v nginx >/dev/null 2>&1; then
     apt-get install -y -qq nginx >/dev/null
 fi
 
+if ! command -v chromium >/dev/null 2>&1; then
+    step "installing chromium (the status page test)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq chromium >/dev/null
+fi
+
 step "pip install . (into .venv-test)"
 .venv-test/bin/python -m pip install "${PIP_QUIET[@]}" --force-reinstall --no-deps .
 export EVSERVE_BIN="$PWD/.venv-test/bin/evserve"
