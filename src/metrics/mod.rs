@@ -208,6 +208,9 @@ pub fn bucket_delta(now: &[u64; BUCKETS], before: &[u64; BUCKETS]) -> [u64; BUCK
     out
 }
 
+/// A family with one sample per instance: name, type, help, and its value.
+type SimpleFamily = (&'static str, &'static str, &'static str, fn(&Snapshot) -> u64);
+
 /// The per-instance families for `instances`, each `(instance label, snapshot)`.
 pub fn render_instances(out: &mut Exposition, instances: &[(String, Snapshot)]) {
     out.family(
@@ -227,7 +230,7 @@ pub fn render_instances(out: &mut Exposition, instances: &[(String, Snapshot)]) 
             }
         }
     }
-    let simple: [(&str, &str, &str, fn(&Snapshot) -> u64); 4] = [
+    let simple: [SimpleFamily; 4] = [
         (
             "evserve_response_body_bytes_total",
             "counter",
