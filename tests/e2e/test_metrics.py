@@ -4,6 +4,7 @@ the counters must equal what the test sent, RSS and CPU what /proc says, and res
 their reason. All traffic goes to 127.0.0.1; every wait is bounded.
 """
 
+import json
 import os
 import signal
 import socket
@@ -111,6 +112,13 @@ def test_workers_mode_counts_what_was_sent(launchers):
     expected = send_traffic(port)
     samples = check_counters(launcher.metrics_port, expected)
     assert total(samples, "evserve_instances", state="starting") == 0
+    # The status page's figures are the same.
+    status = json.loads(fetch(launcher.metrics_port, "/status.json")[2])
+    assert sorted(i["slot"] for i in status["instances"]) == [0, 1]
+    assert sum(i["requests"] for i in status["instances"]) == sum(
+        v for k, v in expected.items() if isinstance(k, tuple))
+    for row in status["instances"]:
+        assert abs(row["rss"] - proc_rss(row["pid"])) <= max(0.1 * row["rss"], 2 << 20), row
     assert {labels["instance"] for n, labels, _ in samples if n == "evserve_requests_total"} <= {"0", "1"}
 
 
@@ -132,7 +140,12 @@ def test_a_single_instance_serves_its_own_metrics(serve):
     metrics_port = free_port()
     server = serve("metrics_app:app", "--metrics", f"127.0.0.1:{metrics_port}",
                    "--max-body-size", str(MAX_BODY))
-    wait_for(lambda: fetch(metrics_port)[0] == 200, 10, interval=0.05, message="metrics listener")
+    def answers():
+        try:
+            return fetch(metrics_port)[0] == 200
+        except OSError:
+            return False
+    wait_for(answers, 10, interval=0.05, message="the metrics listener")
     expected = send_traffic(server.port)
     samples = check_counters(metrics_port, expected, instance="0")
     assert total(samples, "evserve_connections_open", instance="0") == 0

@@ -80,6 +80,9 @@ def history_length(port):
 def test_the_page_shows_a_row_per_instance_and_a_moving_chart(busy_launcher, tmp_path):
     port = busy_launcher.metrics_port
     url = f"http://127.0.0.1:{port}/"
+    page = fetch(port, "/")[2]
+    for outside in ("src=", "href=", "@import", "url(", "https://"):
+        assert outside not in page, f"the page loads something ({outside})"
     pids = {labels["pid"] for n, labels, _ in scrape(port) if n == "evserve_instance_resident_memory_bytes"}
     assert len(pids) == 2
     wait_for(lambda: history_length(port) >= 3, 20, interval=0.2, message="three chart points")
