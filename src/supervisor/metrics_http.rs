@@ -281,6 +281,17 @@ impl Launcher {
             now.duration_since(self.started).as_secs_f64(),
             unix_seconds(SystemTime::now()),
         );
+        self.write_instances(&mut out, now);
+        out.push_str("],\"history\":[");
+        write_history(&mut out, board);
+        out.push_str("],\"restarts\":[");
+        write_restarts(&mut out, board);
+        out.push_str("]}");
+        out
+    }
+
+    /// The status page's rows: one per instance process.
+    fn write_instances(&self, out: &mut String, now: Instant) {
         let mut rows: Vec<&Instance> = self.instances.iter().collect();
         rows.sort_by_key(|i| (i.slot, i.started));
         for (n, inst) in rows.into_iter().enumerate() {
@@ -302,33 +313,37 @@ impl Launcher {
                 restarts,
             );
         }
-        out.push_str("],\"history\":[");
-        for (n, s) in board.history.iter().enumerate() {
-            let ms = |q: Option<f64>| q.map_or("null".to_string(), |v| format!("{:.3}", v * 1e3));
-            let _ = write!(
-                out,
-                "{}[{:.3},{:.2},{},{}]",
-                if n > 0 { "," } else { "" },
-                unix_seconds(s.at),
-                s.per_second,
-                ms(s.p50),
-                ms(s.p99)
-            );
-        }
-        out.push_str("],\"restarts\":[");
-        for (n, r) in board.recent.iter().rev().enumerate() {
-            let _ = write!(
-                out,
-                "{}{{\"at\":{:.3},\"slot\":{},\"reason\":\"{}\",\"detail\":{}}}",
-                if n > 0 { "," } else { "" },
-                unix_seconds(r.at),
-                r.slot,
-                r.reason.label(),
-                json_string(&r.detail)
-            );
-        }
-        out.push_str("]}");
-        out
+    }
+}
+
+/// The chart's points: `[unix time, requests/s, p50 ms, p99 ms]`.
+fn write_history(out: &mut String, board: &Board) {
+    for (n, s) in board.history.iter().enumerate() {
+        let ms = |q: Option<f64>| q.map_or("null".to_string(), |v| format!("{:.3}", v * 1e3));
+        let _ = write!(
+            out,
+            "{}[{:.3},{:.2},{},{}]",
+            if n > 0 { "," } else { "" },
+            unix_seconds(s.at),
+            s.per_second,
+            ms(s.p50),
+            ms(s.p99)
+        );
+    }
+}
+
+/// The recent restarts, newest first.
+fn write_restarts(out: &mut String, board: &Board) {
+    for (n, r) in board.recent.iter().rev().enumerate() {
+        let _ = write!(
+            out,
+            "{}{{\"at\":{:.3},\"slot\":{},\"reason\":\"{}\",\"detail\":{}}}",
+            if n > 0 { "," } else { "" },
+            unix_seconds(r.at),
+            r.slot,
+            r.reason.label(),
+            json_string(&r.detail)
+        );
     }
 }
 
