@@ -47,7 +47,8 @@ if ! command -v nginx >/dev/null 2>&1; then
     apt-get install -y -qq nginx >/dev/null
 fi
 
-# The Django admin check takes headless screenshots; without chromium it is skipped.
+# The Django admin check and the status page test take headless screenshots; without
+# chromium they are skipped.
 if [ ! -x /usr/bin/chromium ]; then
     step "installing chromium"
     export DEBIAN_FRONTEND=noninteractive

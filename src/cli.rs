@@ -327,6 +327,10 @@ pub struct ServeArgs {
     /// With --reload: also watch these files (repeatable; globs such as 'templates/*.html').
     #[arg(long = "reload-extra-file", value_name = "PATH", requires = "reload")]
     pub reload_extra_files: Vec<String>,
+    /// Serve Prometheus metrics and a live status page on HOST:PORT (from the launcher, or
+    /// from a single instance run alone).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics: Option<String>,
 }
 
 /// Parses a size such as `1G`, `10M`, `512k` or `4096` into bytes.
@@ -669,6 +673,10 @@ impl ServeArgs {
                 && self.socket_dir.is_none()
                 && self.workers.is_some(),
             report_source_files: reload.is_some(),
+            metrics: match &self.metrics {
+                Some(m) => Some(parse_host_port(m).map_err(|e| format!("--metrics: {e}"))?),
+                None => None,
+            },
         };
         if !instance.root_path.is_empty() && !instance.root_path.starts_with('/') {
             return Err("--root-path must start with /".into());

@@ -170,6 +170,9 @@ pub struct InstanceConfig {
     pub shared_listener: bool,
     /// `--reload`: tell the launcher which source files the app imported.
     pub report_source_files: bool,
+    /// `--metrics`: where the metrics are served (by the launcher when there is one; its
+    /// instances then report to it instead).
+    pub metrics: Option<SocketAddr>,
 }
 
 /// The launcher: instances, supervision and nginx.

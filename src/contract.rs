@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use crate::metrics::Snapshot;
+
 /// The fd the instance finds its listening socket on (systemd's first `LISTEN_FDS` fd).
 pub const LISTEN_FD: i32 = 3;
 /// The fd of the instance's end of its control socket (a datagram socketpair).
@@ -33,6 +35,12 @@ pub const ENV_LISTEN_FDNAMES: &str = "LISTEN_FDNAMES";
 /// before the stuck request has run `--timeout`.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
 
+/// An instance reporting metrics (`--metrics`) sends a `Message::Stats` this often.
+pub const STATS_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The largest message a datagram carries (a stats snapshot is the largest).
+pub const MAX_MESSAGE_LEN: usize = 2048;
+
 /// Whether this process was started by the launcher as one of its instances.
 pub fn under_launcher() -> bool {
     std::env::var_os(ENV_INSTANCE).is_some_and(|v| v == "1")
@@ -49,12 +57,15 @@ pub fn instance_id() -> Option<usize> {
 }
 
 /// A message from an instance on its control socket, one per datagram.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Message {
     /// The app is loaded and the instance accepts connections.
     Ready,
     /// The event loop turns: requests served so far, connections open now.
     Heartbeat { requests: u64, connections: u64 },
+    /// The instance's metrics counters (with `--metrics`), sent beside the heartbeat.
+    Stats(Snapshot),
 }
 
 impl Message {
@@ -66,6 +77,7 @@ impl Message {
                 requests,
                 connections,
             } => format!("hb {requests} {connections}"),
+            Message::Stats(snapshot) => format!("stats {}", snapshot.encode()),
         }
     }
 
@@ -79,6 +91,7 @@ impl Message {
                 requests: words.next()?.parse().ok()?,
                 connections: words.next()?.parse().ok()?,
             },
+            "stats" => return Snapshot::decode(words).map(Message::Stats),
             _ => return None,
         };
         words.next().is_none().then_some(message)
@@ -172,6 +185,10 @@ mod tests {
                 requests: u64::MAX,
                 connections: 0,
             },
+            Message::Stats(Snapshot {
+                accepted: 7,
+                ..Snapshot::default()
+            }),
         ] {
             assert_eq!(Message::parse(m.encode().as_bytes()), Some(m));
         }
@@ -188,6 +205,7 @@ mod tests {
             b"hb x 2",
             b"hb 1 2 3",
             b"ready now",
+            b"stats 1 2",
             &[0xff, 0xfe],
         ] {
             assert_eq!(Message::parse(bad), None, "{bad:?}");

@@ -554,6 +554,16 @@ fn serve(
         }
         let _ = c.send(Message::Ready.encode().as_bytes());
     }
+    let metrics_listener = match config.metrics.filter(|_| !under_launcher()) {
+        Some(addr) => match std::net::TcpListener::bind(addr) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                log::fatal(&format!("--metrics {addr}: cannot listen: {e}"));
+                return ExitCode::Failure.code();
+            }
+        },
+        None => None,
+    };
     systemd.ready(&format!("serving {} on {}", config.app.text, bound.shown));
     let settings = server::Settings {
         limits: config.limits,
@@ -561,10 +571,12 @@ fn serve(
         max_connections: config.max_connections,
         shares_listener: config.shared_listener,
         access_log,
+        report_stats: control.is_some() && config.metrics.is_some(),
         heartbeat: control,
         signals: signals.stop,
         reopen_signals: Some(signals.reopen),
         static_site: StaticSite::new(config.static_mounts.clone(), &config.root_path),
+        metrics_listener,
     };
     let result = server::run(&mut wsgi_app, bound.listener, settings);
     drop(wsgi_app);

@@ -8,7 +8,8 @@
 //! (binding sockets), `static_files` (which file a request names and how it is
 //! answered), `systemd` (socket activation and sd_notify), `forwarded` (which peers'
 //! X-Forwarded-* headers count), `nginx`
-//! (config text), `cli`/`config` (flags), `entry` (the command line's dispatch), `log`.
+//! (config text), `cli`/`config` (flags), `entry` (the command line's dispatch), `log`,
+//! `metrics` (request counters, the Prometheus text and the `--metrics` listener).
 //!
 //! `unsafe` is refused everywhere but in the Python bridge, and every `unsafe` block there
 //! says why it is sound.
@@ -26,6 +27,7 @@ pub mod http1;
 pub mod instance;
 pub mod listen;
 pub mod log;
+pub mod metrics;
 pub mod nginx;
 pub mod preload;
 pub mod server;

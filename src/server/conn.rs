@@ -123,6 +123,8 @@ pub(crate) struct Conn<A: App> {
     pub scheduled: Option<Instant>,
     /// When the current phase began or last made progress: its timeout counts from here.
     since: Instant,
+    /// When the current request's first byte was read (for its duration in the metrics).
+    request_start: Instant,
     /// A request was answered on this connection (idle means keep-alive, not new).
     served: bool,
     work: Option<Box<Work<A::Chunk>>>,
@@ -165,6 +167,7 @@ impl<A: App> Conn<A> {
             deadline: None,
             scheduled: None,
             since: now,
+            request_start: now,
             served: false,
             work: None,
             session: None,
@@ -226,6 +229,7 @@ impl<A: App> Conn<A> {
             self.log_status(sh, resp.status);
         }
         if matches!(self.phase, Phase::Head | Phase::Body(_)) {
+            sh.metrics.refused(408);
             self.log_status(sh, 408);
             // Best effort: one non-blocking write of the answer, then the close. It goes
             // after the rest of a `100 Continue` still queued, if any.
@@ -307,6 +311,7 @@ impl<A: App> Conn<A> {
             if matches!(self.phase, Phase::Idle) {
                 self.phase = Phase::Head;
                 self.since = sh.now;
+                self.request_start = sh.now;
             }
             let Some(work) = self.work.as_mut() else {
                 return Step::Close;
@@ -448,6 +453,7 @@ impl<A: App> Conn<A> {
 
     /// Queues an error answer; the connection closes once it is written.
     fn refuse(&mut self, status: u16, reason: &str, sh: &mut Shared<A::Chunk>) -> Step {
+        sh.metrics.refused(status);
         self.log_status(sh, status);
         let Some(work) = self.work.as_mut() else {
             return Step::Close;
@@ -463,6 +469,8 @@ impl<A: App> Conn<A> {
     /// The access log line for a response answering the current request, with what is
     /// known of it: the parsed head once there is one, else what arrived.
     fn log_status(&self, sh: &mut Shared<A::Chunk>, status: u16) {
+        let parsed = !matches!(self.phase, Phase::Idle | Phase::Head);
+        self.count_response(sh, status, parsed);
         let Some(work) = self.work.as_ref().filter(|_| sh.access_log.is_some()) else {
             return;
         };
@@ -470,6 +478,22 @@ impl<A: App> Conn<A> {
             Phase::Idle | Phase::Head => log_unparsed(sh, &self.peer, work, status),
             _ => log_access(sh, &self.peer, work, status),
         }
+    }
+
+    /// Counts a response in the metrics (the ones the access log logs): the method is the
+    /// parsed head's, or, before the head is parsed, whatever the request line begins with.
+    fn count_response(&self, sh: &mut Shared<A::Chunk>, status: u16, parsed: bool) {
+        let Some(work) = self.work.as_ref() else {
+            return;
+        };
+        let method = if parsed {
+            work.head.method.of(&work.rbuf)
+        } else {
+            sniff_method(work.rbuf.get(..work.filled).unwrap_or_default())
+        };
+        let took = Instant::now().saturating_duration_since(self.request_start);
+        let method = crate::metrics::method_index(method);
+        sh.metrics.record(method, status, work.out.body_bytes, took);
     }
 
     fn write_refusal(&mut self, sh: &mut Shared<A::Chunk>) -> Step {
@@ -767,10 +791,14 @@ impl<A: App> Conn<A> {
     }
 
     fn finish_response(&mut self, sh: &mut Shared<A::Chunk>) -> Step {
-        let Some(work) = self.work.as_mut() else {
+        if self.work.is_none() {
+            return Step::Close;
+        }
+        let Phase::Writing(resp) = std::mem::replace(&mut self.phase, Phase::Idle) else {
             return Step::Close;
         };
-        let Phase::Writing(resp) = std::mem::replace(&mut self.phase, Phase::Idle) else {
+        self.count_response(sh, resp.status, true);
+        let Some(work) = self.work.as_mut() else {
             return Step::Close;
         };
         if sh.access_log.is_some() {
@@ -811,6 +839,17 @@ fn end_head(buf: &mut Vec<u8>, keep_alive: bool, version: Version) {
     } else {
         buf.extend_from_slice(b"\r\n");
     }
+}
+
+/// The first word of a request that was not parsed (empty lines before it skipped).
+fn sniff_method(received: &[u8]) -> &[u8] {
+    let start = received
+        .iter()
+        .position(|b| *b != b'\r' && *b != b'\n')
+        .unwrap_or(received.len());
+    let rest = &received[start..];
+    let end = memchr::memchr(b' ', rest).unwrap_or(0);
+    &rest[..end]
 }
 
 /// Writes queued bytes until done or the socket is full.

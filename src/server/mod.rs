@@ -19,9 +19,11 @@ use slab::Slab;
 
 use crate::access_sink::AccessLog;
 use crate::config::Timeouts;
-use crate::contract::{Message, HEARTBEAT_INTERVAL};
+use crate::contract::{Message, HEARTBEAT_INTERVAL, STATS_INTERVAL};
 use crate::http1::{Head, Limits};
 use crate::log;
+use crate::metrics::http::{Answer, MetricsServer};
+use crate::metrics::{self, Snapshot};
 
 pub use net::{Listener, Peer};
 pub use output::Output;
@@ -165,6 +167,10 @@ pub struct Settings {
     pub static_site: crate::static_files::StaticSite,
     /// Read end of the pipe the SIGUSR1 handler writes to: reopen the log files.
     pub reopen_signals: Option<std::os::unix::net::UnixStream>,
+    /// Send the metrics counters to the launcher beside the heartbeat (`--metrics`).
+    pub report_stats: bool,
+    /// `--metrics` of an instance run alone: served from this loop.
+    pub metrics_listener: Option<std::net::TcpListener>,
 }
 
 /// The `Date` header value and the access-log time, remade once a second.
@@ -234,6 +240,8 @@ pub(crate) struct Shared<C> {
     /// then wakes once for the turn's answers instead of once per answer. A turn with one
     /// ready connection writes as soon as its answer is made, as before.
     pub defer_writes: bool,
+    /// The metrics counters, bumped where responses and refusals happen.
+    pub metrics: Snapshot,
 }
 
 /// Serves until a stop signal and the drain after it. Returns once every connection is
@@ -260,6 +268,7 @@ pub fn run<A: App>(app: &mut A, listener: Listener, mut settings: Settings) -> i
         }
         state.woke();
         state.beat(&mut app.heartbeat);
+        state.report_stats(&app.heartbeat);
         state.shared.defer_writes = events.iter().nth(1).is_some();
         for event in events.iter() {
             if let Flow::Exit = state.on_event(&mut app, event, poll.registry()) {
@@ -386,6 +395,10 @@ struct LoopState<A: App> {
     again_next: Vec<usize>,
     /// Connections whose queued response waits for the end of the turn: slot, serial.
     deferred: Vec<(usize, u64)>,
+    /// `--metrics`: when the last snapshot went to the launcher (`None`: never sent).
+    report_stats: bool,
+    stats_sent: Option<Instant>,
+    metrics_server: Option<MetricsServer>,
 }
 
 impl<A: App> LoopState<A> {
@@ -399,6 +412,10 @@ impl<A: App> LoopState<A> {
         let stop_signals = rustix::io::fcntl_dupfd_cloexec(&signals, 0).ok();
         let reopen_signals = match settings.reopen_signals {
             Some(pipe) => Some(watch_reopen_signals(poll, pipe)?),
+            None => None,
+        };
+        let metrics_server = match settings.metrics_listener {
+            Some(l) => Some(MetricsServer::from_std(l, poll.registry()).map_err(io::Error::other)?),
             None => None,
         };
         Ok(LoopState {
@@ -420,6 +437,7 @@ impl<A: App> LoopState<A> {
                 requests_served: 0,
                 static_site: settings.static_site,
                 defer_writes: false,
+                metrics: Snapshot::default(),
             },
             max_connections: settings.max_connections,
             gate: AcceptGate::new(settings.shares_listener),
@@ -432,6 +450,9 @@ impl<A: App> LoopState<A> {
             again: Vec::new(),
             again_next: Vec::new(),
             deferred: Vec::new(),
+            report_stats: settings.report_stats,
+            stats_sent: None,
+            metrics_server,
         })
     }
 
@@ -440,6 +461,47 @@ impl<A: App> LoopState<A> {
         heartbeat.requests = self.shared.requests_served;
         heartbeat.connections = self.conns.len() as u64;
         heartbeat.beat_if_due(self.shared.now);
+    }
+
+    /// The counters as of now, with the gauges filled in.
+    fn snapshot(&self) -> Snapshot {
+        let mut s = self.shared.metrics;
+        s.open = self.conns.len() as u64;
+        s.in_flight = self.conns.iter().filter(|(_, c)| !c.is_idle()).count() as u64;
+        s
+    }
+
+    /// Sends the counters to the launcher, at most once per `STATS_INTERVAL`.
+    fn report_stats(&mut self, heartbeat: &Heartbeat) {
+        let now = self.shared.now;
+        let (true, Some(socket)) = (self.report_stats, &heartbeat.socket) else {
+            return;
+        };
+        if self
+            .stats_sent
+            .is_some_and(|t| now.saturating_duration_since(t) < STATS_INTERVAL)
+        {
+            return;
+        }
+        let message = Message::Stats(self.snapshot()).encode();
+        let _ = socket.send(message.as_bytes());
+        self.stats_sent = Some(now);
+    }
+
+    /// An event on the `--metrics` listener of an instance run alone.
+    fn serve_metrics(&mut self, registry: &mio::Registry) {
+        let snapshot = self.snapshot();
+        let Some(server) = self.metrics_server.as_mut() else {
+            return;
+        };
+        server.serve(registry, |path| match path {
+            "/metrics" => {
+                let mut out = metrics::Exposition::default();
+                metrics::render_instances(&mut out, &[("0".to_string(), snapshot)]);
+                Answer::ok(metrics::CONTENT_TYPE, out.finish())
+            }
+            _ => Answer::not_found(),
+        });
     }
 
     fn flush_access_log(&mut self) {
@@ -508,6 +570,7 @@ impl<A: App> LoopState<A> {
                     self.reopen_logs();
                 }
             }
+            token if MetricsServer::owns(token) => self.serve_metrics(registry),
             Token(t) => {
                 let slot = t - FIRST_CONN;
                 let Some(conn) = self.conns.get_mut(slot) else {
@@ -651,6 +714,7 @@ impl<A: App> LoopState<A> {
             accepted += 1;
             match listener.accept() {
                 Ok((stream, peer)) => {
+                    self.shared.metrics.accepted += 1;
                     self.starved_logged = false;
                     self.serial += 1;
                     let conn = Conn::new(stream, peer, self.serial, self.shared.now);

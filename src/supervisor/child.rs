@@ -42,6 +42,8 @@ pub struct Instance {
     pub ready: bool,
     pub requests: u64,
     pub connections: u64,
+    /// Its metrics counters as last reported (`--metrics`).
+    pub stats: crate::metrics::Snapshot,
     /// Killed by the launcher for missing its heartbeat.
     pub hung: bool,
     /// SIGKILL already sent.
@@ -127,6 +129,7 @@ impl Instance {
             ready: false,
             requests: 0,
             connections: 0,
+            stats: Default::default(),
             hung: false,
             killed: false,
             source_files: Vec::new(),
@@ -168,6 +171,7 @@ impl Instance {
                     self.requests = *requests;
                     self.connections = *connections;
                 }
+                Message::Stats(stats) => self.stats = *stats,
             }
         }
     }

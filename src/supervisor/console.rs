@@ -106,10 +106,12 @@ impl Launcher {
             Some(SignalRequest::AddInstance) => "one instance more (--workers)",
             Some(SignalRequest::RemoveInstance) => "one instance fewer (--workers)",
             Some(SignalRequest::ReopenLogs) => "log files reopened, here and in every instance",
-            Some(SignalRequest::ChildExited) | None => return Err(format!(
+            Some(SignalRequest::ChildExited) | None => {
+                return Err(format!(
                 "the launcher does not take {name} (it handles HUP, TERM, INT, TTIN, TTOU, USR1); \
                      give an INSTANCE to send it to an instance"
-            )),
+            ))
+            }
         };
         send(std::process::id(), signal)?;
         Ok(format!(
@@ -163,7 +165,7 @@ impl Launcher {
                     "instance": inst.slot,
                     "pid": inst.pid,
                     "port": self.slot_port(inst.slot).parse::<u16>().ok(),
-                    "state": Self::instance_state(inst),
+                    "state": super::status::state_name(inst),
                     "restarts": self.slots.get(inst.slot).map_or(0, |s| s.history.total),
                     "uptime_seconds": now.duration_since(inst.started).as_secs(),
                     "requests": inst.requests,

@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use super::child::{describe_exit, Instance, Role};
+use super::metrics_http::RestartReason;
 use super::policy::{overdue, Deadlines, Decision, Ending, Overdue, RestartPolicy, Verdict};
 use super::reload::ReloadPlan;
 use super::{Launcher, Phase, DRAIN_MARGIN, SPAWNS_PER_TURN};
@@ -24,6 +25,7 @@ impl Launcher {
                     // Messages sent just before exiting (a late `ready`) still count.
                     inst.read_messages();
                     self.unwatch(inst.control_fd());
+                    self.note_exit(&inst);
                     self.on_exit(inst, status);
                 }
                 None => i += 1,
@@ -139,7 +141,13 @@ impl Launcher {
         let window = policy.window.as_secs();
         let max = policy.max_restarts;
         let port = self.slot_port(slot);
-        match self.slots[slot].history.on_exit(ending, policy, Instant::now()) {
+        let decision = self.slots[slot]
+            .history
+            .on_exit(ending, policy, Instant::now());
+        if !matches!(decision, Decision::Counted(Verdict::GiveUp { .. })) {
+            self.note_restart(slot, RestartReason::of(ending), why);
+        }
+        match decision {
             Decision::Replace => log::warn(&format!(
                 "instance {slot} (port {port}, {why}); starting a new one ({} never counts toward --max-restarts)",
                 match ending {

@@ -12,6 +12,7 @@ mod console;
 mod control;
 mod exits;
 mod listeners;
+mod metrics_http;
 mod nginx_proc;
 mod policy;
 mod preloader;
@@ -157,6 +158,8 @@ struct Launcher {
     /// Instances that were starting at a SIGUSR1 (they may not handle it yet): they get it
     /// once ready.
     reopen_when_ready: Vec<u32>,
+    /// `--metrics`: the listener and what it reports.
+    metrics: Option<metrics_http::Board>,
 }
 
 type StartError = (i32, String);
@@ -282,6 +285,12 @@ impl Launcher {
             None => None,
         };
         let poll = Poll::new().map_err(|e| (1, format!("cannot create the event loop: {e}")))?;
+        let metrics = match config.instance.metrics {
+            Some(addr) => {
+                Some(metrics_http::Board::bind(addr, poll.registry()).map_err(|e| (1, e))?)
+            }
+            None => None,
+        };
         let mut launcher = Launcher {
             config,
             recipe,
@@ -303,6 +312,7 @@ impl Launcher {
             reopen_when_ready: Vec::new(),
             started: Instant::now(),
             systemd,
+            metrics,
         };
         let fds: Vec<RawFd> = launcher
             .signals
@@ -393,6 +403,7 @@ impl Launcher {
             self.tend_nginx();
             self.serve_control();
             self.systemd.watchdog(Instant::now());
+            self.serve_metrics();
             if let Phase::Stopping { code, .. } = self.phase {
                 if self.instances.is_empty() && self.nginx.as_ref().is_none_or(|n| !n.running()) {
                     log::info("stopped");

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use super::child::{Instance, Role};
 use super::listeners::Listener;
+use super::metrics_http::RestartReason;
 use super::{Launcher, Phase, Slot};
 use crate::log;
 
@@ -252,6 +253,11 @@ impl Launcher {
                 old_pids.join(",")
             }
         ));
+        self.note_restart(
+            slot,
+            RestartReason::Reload,
+            &format!("pid {new_pid} in place"),
+        );
         if self.reload.finished() {
             log::info("reload: done");
         } else {

@@ -48,17 +48,6 @@ impl Launcher {
         }
     }
 
-    /// An instance's state as the status report names it.
-    pub(super) fn instance_state(inst: &Instance) -> &'static str {
-        match inst.role {
-            Role::Retiring { .. } => "draining",
-            Role::Replacing if inst.ready => "ready",
-            Role::Replacing => "reloading",
-            Role::Serving if inst.ready => "ready",
-            Role::Serving => "starting",
-        }
-    }
-
     /// `evserve launcher pid 12: app:application on 127.0.0.1:8001-8004, running, up 3m12s`.
     fn status_headline(&self, now: Instant) -> String {
         let phase = self.phase_name();
@@ -77,7 +66,7 @@ impl Launcher {
     }
 
     fn instance_row(&self, inst: &Instance, now: Instant) -> [String; 9] {
-        let state = Self::instance_state(inst);
+        let state = state_name(inst);
         let restarts = self.slots.get(inst.slot).map_or(0, |s| s.history.total);
         [
             inst.slot.to_string(),
@@ -90,5 +79,16 @@ impl Launcher {
             inst.connections.to_string(),
             control::human_bytes(control::rss_bytes(inst.pid)),
         ]
+    }
+}
+
+/// An instance's state as the report (and the metrics) name it.
+pub(super) fn state_name(inst: &Instance) -> &'static str {
+    match inst.role {
+        Role::Retiring { .. } => "draining",
+        Role::Replacing if inst.ready => "ready",
+        Role::Replacing => "reloading",
+        Role::Serving if inst.ready => "ready",
+        Role::Serving => "starting",
     }
 }

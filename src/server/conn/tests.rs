@@ -171,6 +171,7 @@ impl Harness {
             requests_served: 0,
             static_site: Default::default(),
             defer_writes: false,
+            metrics: Default::default(),
         };
         Harness {
             conn: Some(Conn::new(stream, Peer::Unix, 1, sh.now)),
@@ -928,5 +929,28 @@ fn a_static_answer_gets_an_access_log_line() {
     assert!(
         text.contains("\"GET /static/../x HTTP/1.1\" 404 "),
         "{text}"
+    );
+}
+
+#[test]
+fn responses_and_refusals_are_counted_in_the_metrics() {
+    let mut h = Harness::new(echo_target);
+    let mut stream = get("/1");
+    stream.extend(b"POST /2 HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
+    let (_, responses) = h.exchange(&stream, &[]);
+    assert_eq!(responses.len(), 2);
+    let body_bytes: usize = responses.iter().map(|r| r.body.len()).sum();
+    let m = &h.sh.metrics;
+    assert_eq!(m.requests[0][1], 1, "{m:?}");
+    assert_eq!(m.requests[2][1], 1, "{m:?}");
+    assert_eq!(m.response_bytes, body_bytes as u64);
+    assert_eq!(m.duration_buckets.iter().sum::<u64>(), 2);
+    let (_, refused) = h.exchange(b"PUT /no-host HTTP/1.1\r\n\r\n", &[]);
+    assert_eq!(refused[0].status, 400);
+    let m = &h.sh.metrics;
+    assert_eq!(m.refused[0], 1);
+    assert_eq!(
+        m.requests[3][3], 1,
+        "the refusal counts under its method: {m:?}"
     );
 }
