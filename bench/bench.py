@@ -161,6 +161,12 @@ def _evserve_one(port, app, workdir, binary=None):
     return [binary, "--host", "127.0.0.1", "--port", str(port)] + _evserve_common(app)
 
 
+def _evserve_metrics(port, app, workdir):
+    """evserve counting every request for Prometheus (--metrics), access log off."""
+    metrics_port = port + 1
+    return _evserve_one(port, app, workdir) + ["--metrics", "127.0.0.1:%d" % metrics_port]
+
+
 def _evserve_b(port, app, workdir):
     return _evserve_one(port, app, workdir, evserve_b_bin())
 
@@ -208,7 +214,10 @@ SINGLE = [
 ] + ([
     # A binary that embeds Python finds the apps' packages through VIRTUAL_ENV.
     Server("evserve-b", _evserve_b, needs="evserve-b", env={"VIRTUAL_ENV": VENV}),
-] if evserve_b_bin() else []) + [
+] if evserve_b_bin() else []) + ([
+    # The cost of --metrics: the same build with the counters reported (BENCH_METRICS=1).
+    Server("evserve --metrics", _evserve_metrics, needs="evserve", env=EVSERVE_ENV),
+] if os.environ.get("BENCH_METRICS") else []) + [
     Server("bjoern", _peer("bjoern"), needs="bjoern"),
     Server("granian", _granian(1), needs="granian"),
     Server("gunicorn-sync", _gunicorn("sync", 1), needs="gunicorn"),

@@ -11,6 +11,7 @@
 # --no-build uses the evserve already installed in bench/.venv (others may be compiling).
 # EVSERVE_BIN_B=PATH adds a second evserve build, "evserve-b", to the same interleaved
 # rounds (another wheel flavour, or an older binary that embeds Python).
+# BENCH_METRICS=1 adds "evserve --metrics", the same build counting requests for Prometheus.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
