@@ -20,6 +20,7 @@ pub fn main(args: Vec<OsString>, python: PathBuf) -> i32 {
     match cli.command {
         Some(cli::Command::Status(status)) => supervisor::status_command(&status),
         Some(cli::Command::NginxConfig(config)) => nginx::config_command(&config),
+        Some(cli::Command::Scale(scale)) => supervisor::scale_command(&scale),
         None => match cli.serve.validate() {
             Err(message) => {
                 log::fatal(&message);

@@ -18,7 +18,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::config::Timeouts;
-use crate::contract::{Message, HEARTBEAT_INTERVAL};
+use crate::contract::{Message, ALL_BUSY, HEARTBEAT_INTERVAL};
 use crate::http1::{Head, Limits};
 use crate::log;
 
@@ -240,6 +240,7 @@ pub fn run<A: App>(app: &mut A, listener: Listener, mut settings: Settings) -> i
             break;
         }
         let timeout = state.poll_timeout(app.heartbeat.socket.is_some());
+        let waiting_since = Instant::now();
         let polled = app.unlocked(|| poll.poll(&mut events, timeout));
         if let Err(e) = polled {
             if e.kind() != io::ErrorKind::Interrupted {
@@ -247,6 +248,7 @@ pub fn run<A: App>(app: &mut A, listener: Listener, mut settings: Settings) -> i
             }
         }
         state.woke();
+        app.heartbeat.waited += state.shared.now.saturating_duration_since(waiting_since);
         state.beat(&mut app.heartbeat);
         for event in events.iter() {
             if let Flow::Exit = state.on_event(&mut app, event, poll.registry()) {
@@ -268,6 +270,11 @@ struct Heartbeat {
     /// Requests served and connections open, as of the loop's last wake-up.
     requests: u64,
     connections: u64,
+    /// Time spent waiting in poll() since the last heartbeat (one clock read per loop
+    /// turn, none per request).
+    waited: Duration,
+    /// When counting `waited` began: the previous heartbeat, or the start.
+    since: Instant,
 }
 
 impl Heartbeat {
@@ -277,7 +284,20 @@ impl Heartbeat {
             last: None,
             requests: 0,
             connections: 0,
+            waited: Duration::ZERO,
+            since: Instant::now(),
         }
+    }
+
+    /// Thousandths of the time since the last heartbeat the loop did not wait in poll().
+    fn busy_permille(&self, now: Instant) -> u16 {
+        let span = now.saturating_duration_since(self.since).as_micros();
+        if span == 0 {
+            return 0;
+        }
+        let waited = self.waited.as_micros().min(span);
+        let busy = (span - waited) * u128::from(ALL_BUSY) / span;
+        u16::try_from(busy).unwrap_or(ALL_BUSY)
     }
 
     /// Sends a heartbeat unless one went out less than `HEARTBEAT_INTERVAL` before `now`.
@@ -294,9 +314,12 @@ impl Heartbeat {
         let message = Message::Heartbeat {
             requests: self.requests,
             connections: self.connections,
+            busy_permille: self.busy_permille(now),
         };
         let _ = socket.send(message.encode().as_bytes());
         self.last = Some(now);
+        self.since = now;
+        self.waited = Duration::ZERO;
     }
 }
 

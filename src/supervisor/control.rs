@@ -1,7 +1,9 @@
-//! The launcher's control socket, which `evserve status` reads, and the status report.
+//! The launcher's control socket, which `evserve status` and `evserve scale` talk to, and
+//! the status report.
 //!
 //! The socket is a Unix stream socket only its owner may use (mode 0600, in a 0700 directory
-//! by default). A client connects and reads one report; it can change nothing.
+//! by default). A client connects, sends one request line (none: the status report), shuts
+//! its side down and reads one answer; an answer starting `error: ` is a refusal.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
@@ -12,7 +14,7 @@ use std::time::Duration;
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
-use crate::cli::StatusArgs;
+use crate::cli::{ScaleArgs, StatusArgs};
 
 /// The control socket a launcher started in the current directory on `addresses` (its
 /// listening addresses, as the log shows them) uses unless `--control-socket` says
@@ -144,19 +146,51 @@ impl ControlServer {
         self.listener.as_raw_fd()
     }
 
-    /// Answers every waiting client with `report()`. Bounded per call.
-    pub fn serve(&self, report: impl Fn() -> String) {
+    /// The waiting clients with their requests. Bounded per call.
+    pub fn accept(&self) -> Vec<Client> {
+        let mut clients = Vec::new();
         for _ in 0..16 {
             match self.listener.accept() {
-                Ok((mut stream, _)) => {
-                    let _ = stream.set_nonblocking(false);
-                    let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
-                    let _ = stream.write_all(report().as_bytes());
-                }
+                Ok((stream, _)) => clients.push(Client::read(stream)),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
+                Err(_) => break,
             }
         }
+        clients
+    }
+
+    /// Answers every waiting client with `report()`, whatever it asked. Bounded per call.
+    #[cfg(test)]
+    pub fn serve(&self, report: impl Fn() -> String) {
+        for client in self.accept() {
+            client.answer(&report());
+        }
+    }
+}
+
+/// A connected client of the control socket and the line it sent.
+pub struct Client {
+    stream: UnixStream,
+    pub request: String,
+}
+
+/// Longest request line read; clients send one short line.
+const MAX_REQUEST: u64 = 1024;
+
+impl Client {
+    /// Reads the request: up to the client's shutdown, `MAX_REQUEST` bytes, or 200 ms.
+    fn read(stream: UnixStream) -> Client {
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+        let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+        let mut bytes = Vec::new();
+        let _ = (&stream).take(MAX_REQUEST).read_to_end(&mut bytes);
+        let request = String::from_utf8_lossy(&bytes).trim().to_string();
+        Client { stream, request }
+    }
+
+    pub fn answer(mut self, text: &str) {
+        let _ = self.stream.write_all(text.as_bytes());
     }
 }
 
@@ -170,7 +204,7 @@ impl Drop for ControlServer {
 /// each launcher started in the current directory.
 pub fn status_command(args: &StatusArgs) -> i32 {
     if let Some(path) = &args.control_socket {
-        return match read_report(path) {
+        return match ask(path, "") {
             Ok(report) => {
                 print!("{report}");
                 0
@@ -191,7 +225,7 @@ pub fn status_command(args: &StatusArgs) -> i32 {
     // Files of killed launchers answer nobody: they are skipped.
     let reports: Vec<(PathBuf, String)> = paths
         .into_iter()
-        .filter_map(|path| read_report(&path).ok().map(|report| (path, report)))
+        .filter_map(|path| ask(&path, "").ok().map(|report| (path, report)))
         .collect();
     match reports.as_slice() {
         [] => {
@@ -216,11 +250,69 @@ pub fn status_command(args: &StatusArgs) -> i32 {
     }
 }
 
-/// The report of the launcher on control socket `path`.
-fn read_report(path: &Path) -> Result<String, String> {
+/// `evserve scale N|+N|-N`: asks the launcher (the one given, or the only one started in
+/// this directory) to change its instance count and prints its answer.
+pub fn scale_command(args: &ScaleArgs) -> i32 {
+    let path = match &args.control_socket {
+        Some(path) => path.clone(),
+        None => match the_launcher_here() {
+            Ok(path) => path,
+            Err(e) => {
+                crate::log::fatal(&e);
+                return 1;
+            }
+        },
+    };
+    let answer = match ask(&path, &format!("scale {}", args.count)) {
+        Ok(answer) => answer,
+        Err(e) => {
+            crate::log::fatal(&format!("{e}; is the launcher running?"));
+            return 1;
+        }
+    };
+    match answer.trim().strip_prefix("error: ") {
+        Some(refusal) => {
+            crate::log::fatal(refusal);
+            1
+        }
+        None => {
+            println!("{}", answer.trim());
+            0
+        }
+    }
+}
+
+/// The control socket of the one launcher started in this directory that answers.
+fn the_launcher_here() -> Result<PathBuf, String> {
+    let answering: Vec<PathBuf> = default_paths_here()?
+        .into_iter()
+        .filter(|path| UnixStream::connect(path).is_ok())
+        .collect();
+    match answering.as_slice() {
+        [] => Err("no launcher started in this directory answers; start one here or give --control-socket".into()),
+        [one] => Ok(one.clone()),
+        several => Err(format!(
+            "{} launchers were started in this directory: give --control-socket (one of {})",
+            several.len(),
+            several
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+/// Sends `request` to the launcher on control socket `path` and reads its answer.
+fn ask(path: &Path, request: &str) -> Result<String, String> {
     let mut stream = UnixStream::connect(path)
         .map_err(|e| format!("no launcher answers on {} ({e})", path.display()))?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+    stream
+        .write_all(request.as_bytes())
+        .and_then(|()| stream.shutdown(std::net::Shutdown::Write))
+        .map_err(|e| format!("writing to {}: {e}", path.display()))?;
     let mut report = String::new();
     stream
         .read_to_string(&mut report)

@@ -9,6 +9,7 @@
 
 mod child;
 mod control;
+mod elastic;
 mod exits;
 mod listeners;
 mod nginx_proc;
@@ -32,7 +33,7 @@ use child::{Instance, Recipe, Role};
 use control::ControlServer;
 use listeners::Listener;
 use nginx_proc::NginxProc;
-use policy::{Ending, RestartHistory};
+use policy::{Ending, RecycleRules, RestartHistory, ScaleWatch};
 pub use preloader::GivenPreloader;
 use preloader::Preloader;
 use reload::ReloadPlan;
@@ -86,6 +87,11 @@ pub fn status_command(args: &StatusArgs) -> i32 {
     control::status_command(args)
 }
 
+/// `evserve scale`.
+pub fn scale_command(args: &crate::cli::ScaleArgs) -> i32 {
+    control::scale_command(args)
+}
+
 /// One instance number, with its restart history. Its process is whichever instance in
 /// `Launcher::instances` has this slot and role `Serving`.
 struct Slot {
@@ -94,6 +100,8 @@ struct Slot {
     /// Unexpected exits within --restart-window, and in all.
     history: RestartHistory,
     given_up: bool,
+    /// An instance of it has been ready: nginx sends it requests.
+    in_upstream: bool,
 }
 
 impl Slot {
@@ -102,6 +110,7 @@ impl Slot {
             socket,
             history: RestartHistory::default(),
             given_up: false,
+            in_upstream: false,
         }
     }
 }
@@ -147,6 +156,16 @@ struct Launcher {
     /// Set once the "ready" line was printed.
     announced: bool,
     started: Instant,
+    /// --max-requests, --max-rss, --max-lifetime.
+    recycle_rules: RecycleRules,
+    /// When resident memory was last read for --max-rss.
+    rss_checked: Instant,
+    recycled: u64,
+    last_recycle: Option<(Instant, String)>,
+    scale_watch: ScaleWatch,
+    last_scale: Option<(Instant, String)>,
+    /// The sockets in nginx's upstream as last written.
+    nginx_sockets: Vec<usize>,
 }
 
 type StartError = (i32, String);
@@ -165,6 +184,26 @@ fn bind_sockets(config: &LauncherConfig) -> Result<Vec<SocketEntry>, String> {
         .collect()
 }
 
+/// How many instances run at start: MIN when scaling, else all.
+fn initial_instances(config: &LauncherConfig, sockets: usize) -> usize {
+    let most = match config.ports {
+        Some(_) => sockets,
+        None => config.workers as usize,
+    };
+    (config.elastic.min_instances as usize).clamp(1, most.max(1))
+}
+
+fn recycle_rules(config: &LauncherConfig) -> RecycleRules {
+    let e = &config.elastic;
+    RecycleRules {
+        max_requests: e.max_requests,
+        max_requests_jitter: e.max_requests_jitter,
+        max_rss: e.max_rss,
+        max_lifetime: e.max_lifetime,
+        max_lifetime_jitter: e.max_lifetime_jitter,
+    }
+}
+
 /// Where the instances listen: `127.0.0.1:8001-8004`, `127.0.0.1:8000, shared`,
 /// `unix:/run/app.sock, shared`.
 fn where_text(config: &LauncherConfig) -> String {
@@ -175,7 +214,8 @@ fn where_text(config: &LauncherConfig) -> String {
     }
 }
 
-/// Writes nginx's configuration for the instances on `sockets`.
+/// Writes nginx's configuration for the instances on `sockets` (the first `min_instances`
+/// of them: the ones started first).
 fn write_nginx_config(
     config: &LauncherConfig,
     sockets: &[SocketEntry],
@@ -218,14 +258,21 @@ impl Launcher {
         let control = ControlServer::bind(config.control_socket.as_deref(), &where_text(&config))
             .map_err(|e| (1, e))?;
         let sockets = bind_sockets(&config).map_err(|e| (1, e))?;
+        let first = initial_instances(&config, sockets.len());
         let slots: Vec<Slot> = match config.ports {
-            Some(_) => (0..sockets.len()).map(Slot::new).collect(),
-            None => (0..config.workers).map(|_| Slot::new(0)).collect(),
+            Some(_) => (0..first).map(Slot::new).collect(),
+            None => (0..first).map(|_| Slot::new(0)).collect(),
         };
         let nginx = match nginx_setup {
-            Some(setup) => Some(write_nginx_config(&config, &sockets, setup, nginx_bin)?),
+            Some(setup) => Some(write_nginx_config(
+                &config,
+                &sockets[..first],
+                setup,
+                nginx_bin,
+            )?),
             None => None,
         };
+        let recycle_rules = recycle_rules(&config);
         let poll = Poll::new().map_err(|e| (1, format!("cannot create the event loop: {e}")))?;
         let mut launcher = Launcher {
             config,
@@ -245,6 +292,13 @@ impl Launcher {
             retired_preloaders: Vec::new(),
             announced: false,
             started: Instant::now(),
+            recycle_rules,
+            rss_checked: Instant::now(),
+            recycled: 0,
+            last_recycle: None,
+            scale_watch: ScaleWatch::default(),
+            last_scale: None,
+            nginx_sockets: (0..first).collect(),
         };
         let fds: Vec<RawFd> = launcher
             .signals
@@ -318,7 +372,8 @@ impl Launcher {
             self.advance_reload();
             self.check_started();
             self.tend_nginx();
-            self.control.serve(|| self.status_report());
+            self.tend_elastic();
+            self.answer_control_clients();
             if let Phase::Stopping { code, .. } = self.phase {
                 if self.instances.is_empty() && self.nginx.as_ref().is_none_or(|n| !n.running()) {
                     log::info("stopped");
@@ -406,7 +461,8 @@ impl Launcher {
             self.recipe.spawn(slot, role, fd)
         };
         match started {
-            Ok(inst) => {
+            Ok(mut inst) => {
+                inst.limits = self.recycle_rules.limits(|n| fastrand::u64(0..=n));
                 if let Err(e) = self.watch(inst.control_fd()) {
                     log::warn(&format!("instance {slot}: control socket not watched: {e}"));
                 }
@@ -525,6 +581,23 @@ impl Launcher {
         }
     }
 
+    /// Answers the clients of the control socket: the status report, or a command's result.
+    fn answer_control_clients(&mut self) {
+        for client in self.control.accept() {
+            let answer = match client.request.split_once(' ') {
+                Some(("scale", count)) => match self.scale_command(count.trim()) {
+                    Ok(done) => format!("{done}\n"),
+                    Err(e) => format!("error: {e}\n"),
+                },
+                _ if client.request.is_empty() || client.request == "status" => {
+                    self.status_report()
+                }
+                _ => format!("error: unknown request '{}'\n", client.request),
+            };
+            client.answer(&answer);
+        }
+    }
+
     /// Whether SIGTTIN/SIGTTOU may change the instance count now.
     fn may_resize(&self, signal: &str) -> bool {
         if self.config.ports.is_some() {
@@ -547,12 +620,7 @@ impl Launcher {
             ));
             return;
         }
-        self.slots.push(Slot::new(0));
-        log::info(&format!(
-            "SIGTTIN: adding instance {} ({})",
-            self.slots.len() - 1,
-            log::count(self.slots.len(), "instance", "instances")
-        ));
+        self.add_slot("SIGTTIN");
     }
 
     fn remove_instance(&mut self) {
@@ -563,18 +631,6 @@ impl Launcher {
             log::warn("SIGTTOU ignored: keeping the last instance");
             return;
         }
-        self.slots.pop();
-        let gone = self.slots.len();
-        self.reload.forget_slot(gone);
-        let now = Instant::now();
-        for inst in &mut self.instances {
-            if inst.slot == gone {
-                inst.retire(now);
-            }
-        }
-        log::info(&format!(
-            "SIGTTOU: removing instance {gone} ({})",
-            log::count(self.slots.len(), "instance", "instances")
-        ));
+        self.remove_slot("SIGTTOU");
     }
 }

@@ -57,12 +57,14 @@ impl Launcher {
             let _ = write!(out, "; nginx {}", nginx.describe());
         }
         out.push('\n');
+        out.push_str(&self.elastic_status(now));
         out
     }
 
     fn instance_row(&self, inst: &Instance, now: Instant) -> [String; 9] {
         let state = match inst.role {
             Role::Retiring { .. } => "draining",
+            Role::Leaving { .. } => "leaving",
             Role::Replacing if inst.ready => "ready",
             Role::Replacing => "reloading",
             Role::Serving if inst.ready => "ready",
