@@ -120,6 +120,10 @@ impl Launcher {
         } else {
             0
         };
+        if let Err(e) = self.reopen_socket(socket) {
+            log::error(&format!("{why}: cannot add instance {index}: {e}"));
+            return;
+        }
         self.slots.push(Slot::new(socket));
         let text = format!(
             "{why}: adding instance {index} ({})",
@@ -127,6 +131,19 @@ impl Launcher {
         );
         log::info(&text);
         self.last_scale = Some((Instant::now(), text));
+    }
+
+    /// Binds the socket again if it was closed (every instance on it had been given up).
+    fn reopen_socket(&mut self, socket: usize) -> Result<(), String> {
+        let backlog = self.config.instance.backlog;
+        let entry = self
+            .sockets
+            .get_mut(socket)
+            .ok_or("no port left in --port-range")?;
+        if entry.listener.is_none() {
+            entry.listener = Some(super::listeners::Listener::bind(&entry.addr, backlog)?);
+        }
+        Ok(())
     }
 
     /// Removes the last instance gracefully; the caller checked the bounds. Behind nginx, the

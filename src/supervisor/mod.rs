@@ -259,10 +259,13 @@ impl Launcher {
             .map_err(|e| (1, e))?;
         let sockets = bind_sockets(&config).map_err(|e| (1, e))?;
         let first = initial_instances(&config, sockets.len());
-        let slots: Vec<Slot> = match config.ports {
-            Some(_) => (0..first).map(Slot::new).collect(),
-            None => (0..first).map(|_| Slot::new(0)).collect(),
-        };
+        let slots: Vec<Slot> = (0..first)
+            .map(|index| Slot {
+                // The configuration nginx starts with lists them.
+                in_upstream: true,
+                ..Slot::new(if config.ports.is_some() { index } else { 0 })
+            })
+            .collect();
         let nginx = match nginx_setup {
             Some(setup) => Some(write_nginx_config(
                 &config,

@@ -42,7 +42,10 @@ impl Launcher {
     fn status_headline(&self, now: Instant) -> String {
         let phase = match self.phase {
             Phase::Starting => "starting",
-            Phase::Running if self.reload.replacing() => "reloading",
+            Phase::Running if self.reload.replacing() => match self.reload.what() {
+                "recycle" => "recycling",
+                _ => "reloading",
+            },
             Phase::Running => "running",
             Phase::Stopping { .. } => "stopping",
         };
