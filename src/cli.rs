@@ -521,7 +521,7 @@ impl ServeArgs {
             return Ok(Mode::Instance(Box::new(instance)));
         }
         let (min_workers, workers) = match &self.workers {
-            Some(text) => parse_workers(text).map_err(|e| format!("--workers: {e}"))?,
+            Some(text) => parse_workers(text)?,
             None => (1, 1),
         };
         let elastic = self.elastic(min_workers, ports)?;
@@ -551,27 +551,27 @@ impl ServeArgs {
     }
 }
 
-/// Parses `--workers N` or `--workers MIN:MAX` into (MIN, MAX).
+/// Parses `--workers N` or `--workers MIN:MAX` into (MIN, MAX); errors name the flag.
 pub fn parse_workers(text: &str) -> Result<(u32, u32), String> {
     let number = |t: &str| {
         t.trim()
             .parse::<u32>()
-            .map_err(|_| format!("'{text}' is not a count like 4 or a range like 1:4"))
+            .map_err(|_| format!("--workers: '{text}' is not a count like 4 or a range like 1:4"))
     };
     let (min, max) = match text.split_once(':') {
         Some((a, b)) => (number(a)?, number(b)?),
         None => (number(text)?, number(text)?),
     };
     if min == 0 {
-        return Err("at least 1 instance".into());
+        return Err("--workers must be at least 1".into());
     }
     if max > MAX_INSTANCES {
         return Err(format!(
-            "{max} is too many: at most {MAX_INSTANCES} instances per launcher"
+            "--workers {max} is too many: at most {MAX_INSTANCES} instances per launcher"
         ));
     }
     if min > max {
-        return Err(format!("'{text}': MIN is above MAX"));
+        return Err(format!("--workers {text}: MIN is above MAX"));
     }
     Ok((min, max))
 }

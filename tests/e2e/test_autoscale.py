@@ -126,8 +126,9 @@ def test_scale_command_without_a_launcher_says_so(tmp_path):
 
 def test_scaling_flags_are_checked(tmp_path):
     for flags, words in [
-        (["--workers", "3:2"], "--workers: '3:2': MIN is above MAX"),
-        (["--workers", "0:2"], "--workers: at least 1 instance"),
+        (["--workers", "3:2"], "--workers 3:2: MIN is above MAX"),
+        (["--workers", "0:2"], "--workers must be at least 1"),
+        (["--workers", "two"], "--workers: 'two' is not a count"),
         (["--workers", "1:999"], "at most 256"),
         (["--port-range", "9001-9002", "--min-instances", "3"], "--min-instances 3 is more than the 2 ports"),
         (["--workers", "1:2", "--scale-up-after", "0"], "--scale-up-after must be"),
