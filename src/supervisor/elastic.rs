@@ -94,11 +94,13 @@ impl Launcher {
     /// Asks the policy whether the pool grows or shrinks, and does it.
     fn autoscale(&mut self) {
         let now = Instant::now();
-        let target = self.slots.len();
+        let slots = &self.slots;
+        // Given-up slots have no instance to wait for.
+        let target = slots.iter().filter(|s| !s.given_up).count();
         let loads: Vec<InstanceLoad> = self
             .instances
             .iter()
-            .filter(|i| i.role == Role::Serving && i.ready && i.slot < target)
+            .filter(|i| i.role == Role::Serving && i.ready && i.slot < slots.len())
             .map(|i| InstanceLoad {
                 busy_since: super::policy::busy_since(i.busy_since, i.last_heard, now),
                 share: i.busy_share,
@@ -107,6 +109,8 @@ impl Launcher {
         let rules = self.scale_rules();
         match self.scale_watch.decide(&rules, target, &loads, now) {
             Scale::Hold => {}
+            // Given-up slots still hold their numbers (and ports).
+            Scale::Grow(_) if self.slots.len() >= rules.max => {}
             Scale::Grow(why) => self.add_slot(&format!("scaling up: {why}")),
             Scale::Shrink(why) => self.remove_slot(&format!("scaling down: {why}")),
         }
