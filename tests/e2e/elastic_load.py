@@ -2,6 +2,12 @@
 until stopped, over keep-alive connections or a new connection per request, recording every
 failure and which process answered.
 
+Like browsers, curl and urllib3, a client whose reused keep-alive connection was closed by
+the server before any byte of the response came back sends the (idempotent) GET again once
+on a new connection (RFC 9112 section 9.3.1): a server or proxy may close an idle
+connection at any moment, and nginx's graceful reload closes its idle client connections.
+Those retries are counted apart; a request that fails on a new connection is a failure.
+
 Not a test module: test_recycling.py and test_autoscale.py import it.
 """
 import http.client
@@ -22,6 +28,7 @@ class Load:
         self.lock = threading.Lock()
         self.ok = 0
         self.failures = []
+        self.retried = 0
         self.answers = []  # (monotonic time, pid)
         self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
         for t in self.threads:
@@ -43,10 +50,21 @@ class Load:
     def _run(self):
         conn = None
         while not self.stop_event.is_set() and time.monotonic() < self.deadline:
+            reused = conn is not None
             try:
                 if conn is None:
                     conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
-                self._one(conn)
+                try:
+                    self._one(conn)
+                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                    if not reused:
+                        raise
+                    # Closed while idle: once more on a new connection.
+                    conn.close()
+                    with self.lock:
+                        self.retried += 1
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
+                    self._one(conn)
                 if not self.keep_alive:
                     conn.close()
                     conn = None

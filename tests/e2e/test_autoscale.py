@@ -136,3 +136,47 @@ def test_scaling_flags_are_checked(tmp_path):
         out = subprocess.run([str(EVSERVE), *flags, str(APP)], capture_output=True, text=True,
                              timeout=20, cwd=tmp_path)
         assert out.returncode == 2 and words in out.stderr, (flags, out.stderr)
+
+
+def scale_down_under_load(p, port, instances):
+    """`evserve scale 1` under keep-alive load on `port`, after `evserve scale <instances>`."""
+    out = scale(p, str(instances))
+    assert out.returncode == 0, out
+    launcher_wait(lambda: ready_count(p) == instances, 30, f"{instances} ready instances")
+    load = Load(port, threads=6, keep_alive=True, max_seconds=90)
+    try:
+        load.wait_for_requests(300, timeout=30)
+        out = scale(p, "1")
+        assert out.returncode == 0 and f"scaled from {instances} to 1 instances" in out.stdout, out
+        launcher_wait(lambda: len(log_lines(p, r"instance [1-9] \(pid \d+\) stopped")) >= instances - 1,
+                      40, "the removed instances to stop")
+        seen = load.ok
+        load.wait_for_requests(seen + 300, timeout=30)
+    finally:
+        ok, failures = load.finish()
+    assert failures == [], failures[:5]
+    assert ready_count(p) == 1
+    print(f"{load.retried} GETs sent again after a keep-alive connection closed while idle")
+    return ok
+
+
+def test_scaling_down_workers_under_load_fails_no_request(launcher_start):
+    port = launcher_free_ports(1)[0]
+    p = launcher_start("--workers", "1:3", "--port", port, "--scale-down-after", "600", APP)
+    p.wait_ready()
+    ok = scale_down_under_load(p, port, 3)
+    print(f"--workers scale 3 -> 1 under load: {ok} requests, none failed")
+
+
+@needs_nginx
+def test_scaling_down_behind_nginx_under_load_fails_no_request(launcher_start, tmp_path):
+    ports = launcher_free_ports(4)
+    listen, backends = ports[0], ports[1:]
+    p = launcher_start(*launcher_nginx_args(tmp_path, backends, listen), "--min-instances", "1",
+                       "--scale-down-after", "600", APP)
+    p.wait_ready()
+    ok = scale_down_under_load(p, listen, 3)
+    assert log_lines(p, rf"nginx upstream now ports {backends[0]},{backends[1]},{backends[2]}; ")
+    assert log_lines(p, rf"nginx upstream now ports {backends[0]}; nginx \(pid \d+\) reloaded")
+    assert len(log_lines(p, r"is out of nginx's upstream; draining it")) == 2
+    print(f"--port-range scale 3 -> 1 under load behind nginx: {ok} requests, none failed")
