@@ -240,7 +240,8 @@ pub fn run<A: App>(app: &mut A, listener: Listener, mut settings: Settings) -> i
             break;
         }
         let timeout = state.poll_timeout(app.heartbeat.socket.is_some());
-        let waiting_since = Instant::now();
+        // Only a supervised instance measures its waits (one clock read per loop turn).
+        let waiting_since = app.heartbeat.socket.is_some().then(Instant::now);
         let polled = app.unlocked(|| poll.poll(&mut events, timeout));
         if let Err(e) = polled {
             if e.kind() != io::ErrorKind::Interrupted {
@@ -248,7 +249,9 @@ pub fn run<A: App>(app: &mut A, listener: Listener, mut settings: Settings) -> i
             }
         }
         state.woke();
-        app.heartbeat.waited += state.shared.now.saturating_duration_since(waiting_since);
+        if let Some(since) = waiting_since {
+            app.heartbeat.waited += state.shared.now.saturating_duration_since(since);
+        }
         state.beat(&mut app.heartbeat);
         for event in events.iter() {
             if let Flow::Exit = state.on_event(&mut app, event, poll.registry()) {
@@ -802,5 +805,24 @@ fn serve_new<A: App>(
 fn close_conn<A: App>(conns: &mut Slab<Conn<A>>, shared: &mut Shared<A::Chunk>, slot: usize) {
     if let Some(mut conn) = conns.try_remove(slot) {
         conn.release(shared);
+    }
+}
+
+#[cfg(test)]
+mod heartbeat_tests {
+    use super::*;
+
+    #[test]
+    fn the_busy_share_is_the_time_not_spent_waiting_in_poll() {
+        let mut beat = Heartbeat::new(None);
+        let start = beat.since;
+        beat.waited = Duration::from_millis(100);
+        assert_eq!(beat.busy_permille(start + Duration::from_millis(400)), 750);
+        beat.waited = Duration::ZERO;
+        assert_eq!(beat.busy_permille(start + HEARTBEAT_INTERVAL), ALL_BUSY);
+        // More waiting than time (clock granularity) is idle, never an underflow.
+        beat.waited = Duration::from_secs(5);
+        assert_eq!(beat.busy_permille(start + Duration::from_secs(1)), 0);
+        assert_eq!(beat.busy_permille(start), 0);
     }
 }

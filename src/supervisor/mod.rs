@@ -4,7 +4,7 @@
 //! Signal handlers only write to a socket (see `signals`); one loop waits on those sockets,
 //! the instances' control sockets and the status socket, with a short timer, and does all
 //! the work: reaping, respawning, crash-loop limits, heartbeat deadlines, rolling reloads,
-//! status. It never serves HTTP and never touches Python. It binds every listening socket
+//! recycling and scaling, status and the control socket's commands. It never serves HTTP and never touches Python. It binds every listening socket
 //! itself and keeps it open, so an instance's port never closes while it restarts.
 
 mod child;
