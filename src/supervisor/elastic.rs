@@ -45,6 +45,7 @@ impl Launcher {
         self.mark_ready_slots();
         self.sync_nginx_upstream();
         self.release_leaving();
+        self.close_removed_ports();
         self.check_recycling();
         if self.scale_rules().autoscaling() && !self.reload.under_way() {
             self.autoscale();
@@ -195,6 +196,31 @@ impl Launcher {
                     inst.slot, inst.pid
                 ));
                 inst.retire(now);
+            }
+        }
+    }
+
+    /// With --port-range, closes the ports of the slots above the live set once no instance
+    /// serves there any more (a draining one has let go of its copy): a client or balancer
+    /// that still tries one is refused at once instead of waiting in a backlog nobody
+    /// accepts from. Adding the slot again binds the port again.
+    fn close_removed_ports(&mut self) {
+        if self.config.ports.is_none() {
+            return;
+        }
+        for index in self.slots.len()..self.sockets.len() {
+            let serving = self.instances.iter().any(|i| {
+                i.slot == index
+                    && matches!(
+                        i.role,
+                        Role::Serving | Role::Replacing | Role::Leaving { .. }
+                    )
+            });
+            if !serving && self.sockets[index].listener.take().is_some() {
+                log::info(&format!(
+                    "closed port {} (no instance on it)",
+                    self.port_of(index)
+                ));
             }
         }
     }

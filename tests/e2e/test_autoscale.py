@@ -7,7 +7,7 @@ Real launcher, real instances, real nginx, real clients on 127.0.0.1; the load i
 """
 import subprocess
 
-from conftest import APPS
+from conftest import APPS, is_listening
 from elastic_load import Load, log_lines, ready_count
 from test_launcher import (  # noqa: F401  (launcher_start is a fixture)
     EVSERVE,
@@ -63,6 +63,7 @@ def test_port_range_scales_behind_nginx_with_zero_failures(launcher_start, tmp_p
     p.wait_ready()
     conf = tmp_path / "nginx" / "nginx.conf"
     assert f":{backends[1]}" not in conf.read_text()
+    launcher_wait(lambda: not is_listening(backends[1]), 10, "the unused ports to be closed")
     # Keep-alive clients through nginx: it spreads their requests over the upstream.
     load = Load(listen, path=WORK, threads=8, keep_alive=True, max_seconds=120)
     try:
@@ -179,4 +180,8 @@ def test_scaling_down_behind_nginx_under_load_fails_no_request(launcher_start, t
     assert log_lines(p, rf"nginx upstream now ports {backends[0]},{backends[1]},{backends[2]}; ")
     assert log_lines(p, rf"nginx upstream now ports {backends[0]}; nginx \(pid \d+\) reloaded")
     assert len(log_lines(p, r"is out of nginx's upstream; draining it")) == 2
+    # The removed instances' ports refuse connections instead of queueing them.
+    launcher_wait(lambda: not is_listening(backends[1]) and not is_listening(backends[2]), 30,
+                  "the removed ports to be closed")
+    assert is_listening(backends[0])
     print(f"--port-range scale 3 -> 1 under load behind nginx: {ok} requests, none failed")
