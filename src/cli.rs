@@ -12,8 +12,8 @@ use crate::access_format::{AccessStyle, Plan};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{
-    AppSource, AppSpec, BindAddr, InstanceConfig, LauncherConfig, Limits, Mode, PythonSetup,
-    ReloadWatch, StaticMount, Timeouts, TlsSetup, TrustedProxies,
+    AppSource, AppSpec, BindAddr, Elastic, InstanceConfig, LauncherConfig, Limits, Mode,
+    PythonSetup, ReloadWatch, StaticMount, Timeouts, TlsSetup, TrustedProxies,
 };
 
 #[derive(Parser, Debug)]
@@ -108,6 +108,8 @@ pub enum Command {
     Signal(SignalArgs),
     /// Stop a running launcher gracefully (as SIGTERM): in-flight requests finish.
     Stop(ControlArgs),
+    /// Set a running launcher's instance count: N, +N or -N (within --workers MIN:MAX).
+    Scale(ScaleArgs),
 }
 
 /// Which launcher a console subcommand talks to.
@@ -125,6 +127,15 @@ pub struct StatusArgs {
     /// Print the table as JSON (one object per launcher, one per line).
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ScaleArgs {
+    #[command(flatten)]
+    pub target: ControlArgs,
+    /// The instance count (4), or a change of it (+1, -1).
+    #[arg(value_name = "N|+N|-N", allow_hyphen_values = true)]
+    pub count: String,
 }
 
 #[derive(Args, Debug)]
@@ -290,9 +301,35 @@ pub struct ServeArgs {
     /// --workers minus 1), for nginx on the same host; instead of --port-range.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["port_range", "bind"])]
     pub socket_dir: Option<PathBuf>,
-    /// Launcher: N instances sharing one listening socket (at most 256).
-    #[arg(long, short = 'w', value_name = "N")]
-    pub workers: Option<u32>,
+    /// Launcher: N instances sharing one listening socket (at most 256), or MIN:MAX to grow
+    /// and shrink with the load.
+    #[arg(long, short = 'w', value_name = "N|MIN:MAX")]
+    pub workers: Option<String>,
+    /// Launcher: with --port-range, the fewest instances when scaling with the load (the
+    /// range is the most).
+    #[arg(long, value_name = "N", requires = "port_range")]
+    pub min_instances: Option<u32>,
+    /// Launcher: add an instance when every instance has been busy this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub scale_up_after: f64,
+    /// Launcher: remove an instance when one has been spare this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub scale_down_after: f64,
+    /// Launcher: replace an instance after it served N requests (0: never).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_requests: u64,
+    /// Launcher: add a random 0..=J to each instance's --max-requests.
+    #[arg(long, value_name = "J", default_value_t = 0)]
+    pub max_requests_jitter: u64,
+    /// Launcher: replace an instance whose resident memory exceeds MiB (0: never).
+    #[arg(long, value_name = "MiB", default_value_t = 0)]
+    pub max_rss: u64,
+    /// Launcher: replace an instance after it ran SECS seconds (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub max_lifetime: u64,
+    /// Launcher: add a random 0..=SECS to each instance's --max-lifetime.
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub max_lifetime_jitter: u64,
     /// Launcher: restarts of one instance allowed within --restart-window.
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub max_restarts: u32,
@@ -601,7 +638,7 @@ impl ServeArgs {
         let reload = self.reload_watch(&app)?;
         if reload.is_some() && self.port_range.is_none() && self.workers.is_none() {
             // Watching needs a launcher: one instance, on --host/--port or --bind.
-            self.workers = Some(1);
+            self.workers = Some("1".into());
         }
         let max_body =
             parse_size(&self.max_body_size).map_err(|e| format!("--max-body-size: {e}"))?;
@@ -710,15 +747,11 @@ impl ServeArgs {
             }
             return Ok(Mode::Instance(Box::new(instance)));
         }
-        match self.workers {
-            Some(0) => return Err("--workers must be at least 1".into()),
-            Some(n) if n > MAX_INSTANCES => {
-                return Err(format!(
-                    "--workers {n} is too many: at most {MAX_INSTANCES} instances per launcher"
-                ))
-            }
-            _ => {}
-        }
+        let (min_workers, workers) = match &self.workers {
+            Some(text) => parse_workers(text)?,
+            None => (1, 1),
+        };
+        let elastic = self.elastic(min_workers, ports)?;
         let listen = match &self.listen {
             Some(l) => Some(parse_host_port(l).map_err(|e| format!("--listen: {e}"))?),
             None if ports.is_some() || self.socket_dir.is_some() => {
@@ -743,7 +776,7 @@ impl ServeArgs {
             instance,
             ports,
             socket_dir: self.socket_dir.clone().map(absolute),
-            workers: self.workers.unwrap_or(1),
+            workers,
             max_restarts: self.max_restarts,
             restart_window: secs("restart-window", self.restart_window)?,
             timeout: secs("timeout", self.timeout)?,
@@ -754,6 +787,7 @@ impl ServeArgs {
             run_nginx: self.nginx,
             control_socket: self.control_socket.clone(),
             preload: self.preload,
+            elastic,
             relaunch: Default::default(),
             reload,
         })))
@@ -795,9 +829,89 @@ pub fn parse_watch_pattern(text: &str) -> Result<String, String> {
     Ok(full)
 }
 
+/// Parses `--workers N` or `--workers MIN:MAX` into (MIN, MAX); errors name the flag.
+pub fn parse_workers(text: &str) -> Result<(u32, u32), String> {
+    let number = |t: &str| {
+        t.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("--workers: '{text}' is not a count like 4 or a range like 1:4"))
+    };
+    let (min, max) = match text.split_once(':') {
+        Some((a, b)) => (number(a)?, number(b)?),
+        None => (number(text)?, number(text)?),
+    };
+    if min == 0 {
+        return Err("--workers must be at least 1".into());
+    }
+    if max > MAX_INSTANCES {
+        return Err(format!(
+            "--workers {max} is too many: at most {MAX_INSTANCES} instances per launcher"
+        ));
+    }
+    if min > max {
+        return Err(format!("--workers {text}: MIN is above MAX"));
+    }
+    Ok((min, max))
+}
+
+/// A number of seconds given as a decimal, above zero.
+fn positive_secs(flag: &str, value: f64) -> Result<Duration, String> {
+    if !(value > 0.0 && value <= 86_400.0 * 365.0) {
+        return Err(format!("--{flag} must be a number of seconds above 0"));
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+impl ServeArgs {
+    /// Recycling and scaling, from the flags; `min_workers` is MIN of `--workers`.
+    fn elastic(&self, min_workers: u32, ports: Option<(u16, u16)>) -> Result<Elastic, String> {
+        let min_instances = match ports {
+            Some((first, last)) => {
+                let count = u32::from(last - first) + 1;
+                match self.min_instances {
+                    Some(0) => return Err("--min-instances must be at least 1".into()),
+                    Some(n) if n > count => {
+                        return Err(format!(
+                            "--min-instances {n} is more than the {count} ports of --port-range"
+                        ))
+                    }
+                    Some(n) => n,
+                    None => count,
+                }
+            }
+            None => min_workers,
+        };
+        Ok(Elastic {
+            max_requests: self.max_requests,
+            max_requests_jitter: self.max_requests_jitter,
+            max_rss: self
+                .max_rss
+                .checked_mul(1 << 20)
+                .ok_or("--max-rss is too large")?,
+            max_lifetime: Duration::from_secs(self.max_lifetime),
+            max_lifetime_jitter: Duration::from_secs(self.max_lifetime_jitter),
+            min_instances,
+            scale_up_after: positive_secs("scale-up-after", self.scale_up_after)?,
+            scale_down_after: positive_secs("scale-down-after", self.scale_down_after)?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workers_take_a_count_or_a_range() {
+        assert_eq!(parse_workers("4"), Ok((4, 4)));
+        assert_eq!(parse_workers("1:4"), Ok((1, 4)));
+        assert!(parse_workers("0").is_err());
+        assert!(parse_workers("0:2").is_err());
+        assert!(parse_workers("3:2").is_err());
+        assert!(parse_workers("1:257").is_err());
+        assert!(parse_workers("two").is_err());
+        assert!(parse_workers("1:").is_err());
+    }
 
     #[test]
     fn sizes_parse_with_units() {

@@ -199,6 +199,8 @@ pub struct LauncherConfig {
     pub control_socket: Option<PathBuf>,
     /// `--preload`: instances are forked from one process that imported the app.
     pub preload: bool,
+    /// Recycling and scaling.
+    pub elastic: Elastic,
     /// How instances are started: filled in by the entry point, which knows the argv.
     pub relaunch: Relaunch,
     /// `--reload`: what to watch; `None` without it.
@@ -218,6 +220,25 @@ impl LauncherConfig {
     pub fn socket_per_instance(&self) -> bool {
         self.ports.is_some() || self.socket_dir.is_some()
     }
+}
+
+/// When instances are replaced (recycled) and how many run (scaling); zero turns a limit off.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Elastic {
+    /// `--max-requests` and `--max-requests-jitter`.
+    pub max_requests: u64,
+    pub max_requests_jitter: u64,
+    /// `--max-rss`, in bytes.
+    pub max_rss: u64,
+    /// `--max-lifetime` and `--max-lifetime-jitter`.
+    pub max_lifetime: Duration,
+    pub max_lifetime_jitter: Duration,
+    /// The fewest instances (MIN of `--workers MIN:MAX`, or `--min-instances`); the most is
+    /// `workers` or the number of ports. Equal to the most when not autoscaling.
+    pub min_instances: u32,
+    /// `--scale-up-after` and `--scale-down-after`.
+    pub scale_up_after: Duration,
+    pub scale_down_after: Duration,
 }
 
 /// The command an instance is started with: `python -m evserve FLAGS...`.

@@ -62,21 +62,31 @@ pub fn instance_id() -> Option<usize> {
 pub enum Message {
     /// The app is loaded and the instance accepts connections.
     Ready,
-    /// The event loop turns: requests served so far, connections open now.
-    Heartbeat { requests: u64, connections: u64 },
+    /// The event loop turns: requests served so far, connections open now, and the share of
+    /// the time since the previous heartbeat the loop spent working rather than waiting in
+    /// poll(), in thousandths (1000: it never waited: every moment had a request to serve).
+    Heartbeat {
+        requests: u64,
+        connections: u64,
+        busy_permille: u16,
+    },
     /// The instance's metrics counters (with `--metrics`), sent beside the heartbeat.
     Stats(Snapshot),
 }
 
+/// The most `busy_permille` says: busy the whole time.
+pub const ALL_BUSY: u16 = 1000;
+
 impl Message {
-    /// `ready` or `hb <requests_served> <open_connections>`.
+    /// `ready` or `hb <requests_served> <open_connections> <busy_permille>`.
     pub fn encode(&self) -> String {
         match self {
             Message::Ready => "ready".into(),
             Message::Heartbeat {
                 requests,
                 connections,
-            } => format!("hb {requests} {connections}"),
+                busy_permille,
+            } => format!("hb {requests} {connections} {busy_permille}"),
             Message::Stats(snapshot) => format!("stats {}", snapshot.encode()),
         }
     }
@@ -90,6 +100,7 @@ impl Message {
             "hb" => Message::Heartbeat {
                 requests: words.next()?.parse().ok()?,
                 connections: words.next()?.parse().ok()?,
+                busy_permille: words.next()?.parse().ok().filter(|b| *b <= ALL_BUSY)?,
             },
             "stats" => return Snapshot::decode(words).map(Message::Stats),
             _ => return None,
@@ -180,10 +191,12 @@ mod tests {
             Message::Heartbeat {
                 requests: 12,
                 connections: 3,
+                busy_permille: 0,
             },
             Message::Heartbeat {
                 requests: u64::MAX,
                 connections: 0,
+                busy_permille: ALL_BUSY,
             },
             Message::Stats(Snapshot {
                 accepted: 7,
@@ -203,7 +216,9 @@ mod tests {
             b"hb",
             b"hb 1",
             b"hb x 2",
-            b"hb 1 2 3",
+            b"hb 1 2",
+            b"hb 1 2 1001",
+            b"hb 1 2 3 4",
             b"ready now",
             b"stats 1 2",
             &[0xff, 0xfe],

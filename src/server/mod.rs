@@ -19,7 +19,7 @@ use slab::Slab;
 
 use crate::access_sink::AccessLog;
 use crate::config::Timeouts;
-use crate::contract::{Message, HEARTBEAT_INTERVAL, STATS_INTERVAL};
+use crate::contract::{Message, ALL_BUSY, HEARTBEAT_INTERVAL, STATS_INTERVAL};
 use crate::http1::{Head, Limits};
 use crate::log;
 use crate::metrics::http::{Answer, MetricsServer};
@@ -260,6 +260,8 @@ pub fn run<A: App>(app: &mut A, listener: Listener, mut settings: Settings) -> i
             break;
         }
         let timeout = state.poll_timeout(app.heartbeat.socket.is_some());
+        // Only a supervised instance measures its waits (one clock read per loop turn).
+        let waiting_since = app.heartbeat.socket.is_some().then(Instant::now);
         let polled = app.unlocked(|| poll.poll(&mut events, timeout));
         if let Err(e) = polled {
             if e.kind() != io::ErrorKind::Interrupted {
@@ -267,6 +269,9 @@ pub fn run<A: App>(app: &mut A, listener: Listener, mut settings: Settings) -> i
             }
         }
         state.woke();
+        if let Some(since) = waiting_since {
+            app.heartbeat.waited += state.shared.now.saturating_duration_since(since);
+        }
         state.beat(&mut app.heartbeat);
         state.report_stats(&app.heartbeat);
         state.shared.defer_writes = events.iter().nth(1).is_some();
@@ -291,6 +296,11 @@ struct Heartbeat {
     /// Requests served and connections open, as of the loop's last wake-up.
     requests: u64,
     connections: u64,
+    /// Time spent waiting in poll() since the last heartbeat (one clock read per loop
+    /// turn, none per request).
+    waited: Duration,
+    /// When counting `waited` began: the previous heartbeat, or the start.
+    since: Instant,
 }
 
 impl Heartbeat {
@@ -300,7 +310,20 @@ impl Heartbeat {
             last: None,
             requests: 0,
             connections: 0,
+            waited: Duration::ZERO,
+            since: Instant::now(),
         }
+    }
+
+    /// Thousandths of the time since the last heartbeat the loop did not wait in poll().
+    fn busy_permille(&self, now: Instant) -> u16 {
+        let span = now.saturating_duration_since(self.since).as_micros();
+        if span == 0 {
+            return 0;
+        }
+        let waited = self.waited.as_micros().min(span);
+        let busy = (span - waited) * u128::from(ALL_BUSY) / span;
+        u16::try_from(busy).unwrap_or(ALL_BUSY)
     }
 
     /// Sends a heartbeat unless one went out less than `HEARTBEAT_INTERVAL` before `now`.
@@ -317,9 +340,12 @@ impl Heartbeat {
         let message = Message::Heartbeat {
             requests: self.requests,
             connections: self.connections,
+            busy_permille: self.busy_permille(now),
         };
         let _ = socket.send(message.encode().as_bytes());
         self.last = Some(now);
+        self.since = now;
+        self.waited = Duration::ZERO;
     }
 }
 
@@ -889,5 +915,24 @@ fn serve_new<A: App>(
 fn close_conn<A: App>(conns: &mut Slab<Conn<A>>, shared: &mut Shared<A::Chunk>, slot: usize) {
     if let Some(mut conn) = conns.try_remove(slot) {
         conn.release(shared);
+    }
+}
+
+#[cfg(test)]
+mod heartbeat_tests {
+    use super::*;
+
+    #[test]
+    fn the_busy_share_is_the_time_not_spent_waiting_in_poll() {
+        let mut beat = Heartbeat::new(None);
+        let start = beat.since;
+        beat.waited = Duration::from_millis(100);
+        assert_eq!(beat.busy_permille(start + Duration::from_millis(400)), 750);
+        beat.waited = Duration::ZERO;
+        assert_eq!(beat.busy_permille(start + HEARTBEAT_INTERVAL), ALL_BUSY);
+        // More waiting than time (clock granularity) is idle, never an underflow.
+        beat.waited = Duration::from_secs(5);
+        assert_eq!(beat.busy_permille(start + Duration::from_secs(1)), 0);
+        assert_eq!(beat.busy_permille(start), 0);
     }
 }

@@ -14,6 +14,7 @@ use std::time::Instant;
 use command_fds::{CommandFdExt, FdMapping};
 use rustix::process::{kill_process, kill_process_group, Pid, Signal};
 
+use super::policy::{RecycleLimits, BUSY_PERMILLE};
 use crate::contract::{self, Message};
 
 /// What the instance is to its slot.
@@ -25,6 +26,9 @@ pub enum Role {
     Replacing,
     /// Told to drain (SIGTERM sent at `since`); killed if still there after the deadline.
     Retiring { since: Instant },
+    /// Its slot was removed by scaling down while nginx still sends it requests: it serves
+    /// on until nginx, reloaded without it at `since`, has closed its connections.
+    Leaving { since: Instant },
 }
 
 pub struct Instance {
@@ -44,6 +48,12 @@ pub struct Instance {
     pub connections: u64,
     /// Its metrics counters as last reported (`--metrics`).
     pub stats: crate::metrics::Snapshot,
+    /// Busy (a request to work on) at every heartbeat since then.
+    pub busy_since: Option<Instant>,
+    /// Share of its last heartbeat interval spent working, 0.0 to 1.0.
+    pub busy_share: f64,
+    /// Its --max-requests, --max-rss and --max-lifetime, jitter included.
+    pub limits: RecycleLimits,
     /// Killed by the launcher for missing its heartbeat.
     pub hung: bool,
     /// SIGKILL already sent.
@@ -130,6 +140,9 @@ impl Instance {
             requests: 0,
             connections: 0,
             stats: Default::default(),
+            busy_since: None,
+            busy_share: 0.0,
+            limits: RecycleLimits::default(),
             hung: false,
             killed: false,
             source_files: Vec::new(),
@@ -158,20 +171,29 @@ impl Instance {
                 Err(_) => break,
             }
         }
+        let now = Instant::now();
         if !messages.is_empty() {
-            self.last_heard = Instant::now();
+            self.last_heard = now;
         }
         for m in &messages {
-            match m {
+            match *m {
                 Message::Ready => self.ready = true,
                 Message::Heartbeat {
                     requests,
                     connections,
+                    busy_permille,
                 } => {
-                    self.requests = *requests;
-                    self.connections = *connections;
+                    self.requests = requests;
+                    self.connections = connections;
+                    self.busy_share = f64::from(busy_permille) / f64::from(contract::ALL_BUSY);
+                    if busy_permille < BUSY_PERMILLE {
+                        self.busy_since = None;
+                    } else if self.busy_since.is_none() {
+                        // Busy through the interval this heartbeat covers.
+                        self.busy_since = Some(now - contract::HEARTBEAT_INTERVAL);
+                    }
                 }
-                Message::Stats(stats) => self.stats = *stats,
+                Message::Stats(stats) => self.stats = stats,
             }
         }
     }

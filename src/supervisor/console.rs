@@ -42,6 +42,7 @@ impl Launcher {
                 None => self.signal_self(signal),
             },
             Request::Stop => self.stop_by_request(),
+            Request::Scale(count) => self.scale_command(&count),
         }
     }
 

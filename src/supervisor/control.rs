@@ -1,5 +1,5 @@
 //! The launcher's control socket and the console subcommands that talk to it (`evserve
-//! status`, `reload`, `restart`, `signal`, `stop`), the request protocol, and the status
+//! status`, `reload`, `restart`, `signal`, `stop`, `scale`), the request protocol, and the status
 //! table's cells.
 //!
 //! The socket is a Unix stream socket only its owner may use (mode 0600, in a 0700 directory
@@ -239,6 +239,8 @@ pub enum Request {
     },
     /// `stop`: graceful stop, as SIGTERM.
     Stop,
+    /// `scale N`, `scale +N`, `scale -N`: the instance count set or changed.
+    Scale(String),
 }
 
 impl Request {
@@ -257,6 +259,7 @@ impl Request {
                 instance: None,
             } => format!("signal {signal}"),
             Request::Stop => "stop".into(),
+            Request::Scale(count) => format!("scale {count}"),
         }
     }
 
@@ -271,6 +274,7 @@ impl Request {
             [] | ["status"] => Ok(Request::Status { json: false }),
             ["status", "json"] => Ok(Request::Status { json: true }),
             ["reload"] => Ok(Request::Reload),
+            ["scale", count] => Ok(Request::Scale(count.to_string())),
             ["restart", n] => Ok(Request::Restart {
                 instance: number(n)?,
             }),
@@ -346,6 +350,7 @@ pub fn console_command(command: Command) -> i32 {
                 return 2;
             }
         },
+        Command::Scale(args) => (args.target, Request::Scale(args.count)),
         Command::NginxConfig(args) => return crate::nginx::config_command(&args),
     };
     let answer = one_launcher(&target).and_then(|path| ask(&path, &request));

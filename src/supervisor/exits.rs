@@ -9,7 +9,6 @@ use std::time::Instant;
 use super::child::{describe_exit, Instance, Role};
 use super::metrics_http::RestartReason;
 use super::policy::{overdue, Deadlines, Decision, Ending, Overdue, RestartPolicy, Verdict};
-use super::reload::ReloadPlan;
 use super::{Launcher, Phase, DRAIN_MARGIN, SPAWNS_PER_TURN};
 use crate::contract::ExitCode;
 use crate::log;
@@ -49,7 +48,7 @@ impl Launcher {
         let import_error =
             status.code().and_then(ExitCode::from_code) == Some(ExitCode::AppLoadFailure);
         match inst.role {
-            Role::Retiring { .. } => {
+            Role::Retiring { .. } | Role::Leaving { .. } => {
                 log::info(&format!(
                     "instance {slot} (pid {}) stopped: {what}",
                     inst.pid
@@ -62,9 +61,10 @@ impl Launcher {
                     format!("its new process {what} before it was ready")
                 };
                 log::error(&format!(
-                    "reload stopped at instance {slot}: {why}; the running instances keep serving"
+                    "{} stopped at instance {slot}: {why}; the running instances keep serving",
+                    self.reload.what()
                 ));
-                self.reload = ReloadPlan::default();
+                self.reload.abandon(Instant::now());
             }
             Role::Serving => match self.phase {
                 Phase::Stopping { .. } => {}

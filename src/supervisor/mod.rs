@@ -4,12 +4,13 @@
 //! Signal handlers only write to a socket (see `signals`); one loop waits on those sockets,
 //! the instances' control sockets and the status socket, with a short timer, and does all
 //! the work: reaping, respawning, crash-loop limits, heartbeat deadlines, rolling reloads,
-//! status. It never serves HTTP and never touches Python. It binds every listening socket
+//! recycling and scaling, status and the control socket's commands. It never serves HTTP and never touches Python. It binds every listening socket
 //! itself and keeps it open, so an instance's port never closes while it restarts.
 
 mod child;
 mod console;
 mod control;
+mod elastic;
 mod exits;
 mod listeners;
 mod metrics_http;
@@ -36,7 +37,7 @@ use child::{Instance, Recipe, Role};
 use control::ControlServer;
 use listeners::Listener;
 use nginx_proc::NginxProc;
-use policy::{Ending, RestartHistory};
+use policy::{Ending, RecycleRules, RestartHistory, ScaleWatch};
 pub use preloader::GivenPreloader;
 use preloader::Preloader;
 use reload::ReloadPlan;
@@ -98,6 +99,8 @@ struct Slot {
     /// Unexpected exits within --restart-window, and in all.
     history: RestartHistory,
     given_up: bool,
+    /// An instance of it has been ready: nginx sends it requests.
+    in_upstream: bool,
 }
 
 impl Slot {
@@ -106,6 +109,7 @@ impl Slot {
             socket,
             history: RestartHistory::default(),
             given_up: false,
+            in_upstream: false,
         }
     }
 }
@@ -160,6 +164,16 @@ struct Launcher {
     reopen_when_ready: Vec<u32>,
     /// `--metrics`: the listener and what it reports.
     metrics: Option<metrics_http::Board>,
+    /// --max-requests, --max-rss, --max-lifetime.
+    recycle_rules: RecycleRules,
+    /// When resident memory was last read for --max-rss.
+    rss_checked: Instant,
+    recycled: u64,
+    last_recycle: Option<(Instant, String)>,
+    scale_watch: ScaleWatch,
+    last_scale: Option<(Instant, String)>,
+    /// The sockets in nginx's upstream as last written.
+    nginx_sockets: Vec<usize>,
 }
 
 type StartError = (i32, String);
@@ -192,6 +206,26 @@ fn bind_sockets(
         .collect()
 }
 
+/// How many instances run at start: MIN when scaling, else all.
+fn initial_instances(config: &LauncherConfig, sockets: usize) -> usize {
+    let most = match config.ports {
+        Some(_) => sockets,
+        None => config.workers as usize,
+    };
+    (config.elastic.min_instances as usize).clamp(1, most.max(1))
+}
+
+fn recycle_rules(config: &LauncherConfig) -> RecycleRules {
+    let e = &config.elastic;
+    RecycleRules {
+        max_requests: e.max_requests,
+        max_requests_jitter: e.max_requests_jitter,
+        max_rss: e.max_rss,
+        max_lifetime: e.max_lifetime,
+        max_lifetime_jitter: e.max_lifetime_jitter,
+    }
+}
+
 /// Where the instances listen: `127.0.0.1:8001-8004`, `127.0.0.1:8000, shared`,
 /// `unix:/run/app.sock, shared`.
 fn where_text(config: &LauncherConfig) -> String {
@@ -205,7 +239,8 @@ fn where_text(config: &LauncherConfig) -> String {
     }
 }
 
-/// Writes nginx's configuration for the instances on `sockets`.
+/// Writes nginx's configuration for the instances on `sockets` (the first `min_instances`
+/// of them: the ones started first).
 fn write_nginx_config(
     config: &LauncherConfig,
     sockets: &[SocketEntry],
@@ -275,15 +310,28 @@ impl Launcher {
             None => None,
         };
         let sockets = bind_sockets(&config, activated).map_err(|e| (1, e))?;
-        let slots: Vec<Slot> = if config.socket_per_instance() {
-            (0..sockets.len()).map(Slot::new).collect()
-        } else {
-            (0..config.workers).map(|_| Slot::new(0)).collect()
-        };
+        let first = initial_instances(&config, sockets.len());
+        let slots: Vec<Slot> = (0..first)
+            .map(|index| Slot {
+                // The configuration nginx starts with lists them.
+                in_upstream: true,
+                ..Slot::new(if config.socket_per_instance() {
+                    index
+                } else {
+                    0
+                })
+            })
+            .collect();
         let nginx = match nginx_setup {
-            Some(setup) => Some(write_nginx_config(&config, &sockets, setup, nginx_bin)?),
+            Some(setup) => Some(write_nginx_config(
+                &config,
+                &sockets[..first],
+                setup,
+                nginx_bin,
+            )?),
             None => None,
         };
+        let recycle_rules = recycle_rules(&config);
         let poll = Poll::new().map_err(|e| (1, format!("cannot create the event loop: {e}")))?;
         let metrics = match config.instance.metrics {
             Some(addr) => {
@@ -313,6 +361,13 @@ impl Launcher {
             started: Instant::now(),
             systemd,
             metrics,
+            recycle_rules,
+            rss_checked: Instant::now(),
+            recycled: 0,
+            last_recycle: None,
+            scale_watch: ScaleWatch::default(),
+            last_scale: None,
+            nginx_sockets: (0..first).collect(),
         };
         let fds: Vec<RawFd> = launcher
             .signals
@@ -401,6 +456,7 @@ impl Launcher {
             self.advance_reload();
             self.check_started();
             self.tend_nginx();
+            self.tend_elastic();
             self.serve_control();
             self.systemd.watchdog(Instant::now());
             self.serve_metrics();
@@ -520,7 +576,8 @@ impl Launcher {
             self.recipe.spawn(slot, role, fd)
         };
         match started {
-            Ok(inst) => {
+            Ok(mut inst) => {
+                inst.limits = self.recycle_rules.limits(|n| fastrand::u64(0..=n));
                 if let Err(e) = self.watch(inst.control_fd()) {
                     log::warn(&format!("instance {slot}: control socket not watched: {e}"));
                 }
@@ -671,12 +728,7 @@ impl Launcher {
             ));
             return;
         }
-        self.slots.push(Slot::new(0));
-        log::info(&format!(
-            "SIGTTIN: adding instance {} ({})",
-            self.slots.len() - 1,
-            log::count(self.slots.len(), "instance", "instances")
-        ));
+        self.add_slot("SIGTTIN");
     }
 
     fn remove_instance(&mut self) {
@@ -687,18 +739,6 @@ impl Launcher {
             log::warn("SIGTTOU ignored: keeping the last instance");
             return;
         }
-        self.slots.pop();
-        let gone = self.slots.len();
-        self.reload.forget_slot(gone);
-        let now = Instant::now();
-        for inst in &mut self.instances {
-            if inst.slot == gone {
-                inst.retire(now);
-            }
-        }
-        log::info(&format!(
-            "SIGTTOU: removing instance {gone} ({})",
-            log::count(self.slots.len(), "instance", "instances")
-        ));
+        self.remove_slot("SIGTTOU");
     }
 }

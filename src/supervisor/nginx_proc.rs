@@ -370,6 +370,28 @@ impl NginxProc {
         }
     }
 
+    /// Rewrites the configuration for instances at `targets` and has a running nginx reload
+    /// it gracefully (SIGHUP: new workers take new connections, old ones finish theirs);
+    /// says what it did.
+    pub fn update_upstream(
+        &mut self,
+        config: &LauncherConfig,
+        targets: &[BindAddr],
+    ) -> Result<String, String> {
+        self.setup.write(config, targets)?;
+        Ok(match (self.bin.is_some(), self.pid()) {
+            (true, Some(pid)) => {
+                self.signal(Signal::HUP, false);
+                format!("nginx (pid {pid}) reloaded")
+            }
+            (true, None) => "nginx will start with it".into(),
+            (false, _) => format!(
+                "rewrote {}: reload the nginx that uses it",
+                self.setup.conf_path.display()
+            ),
+        })
+    }
+
     /// SIGQUIT: nginx finishes its requests and exits.
     pub fn stop_gracefully(&mut self) {
         self.stopping = true;

@@ -1,11 +1,12 @@
 //! Rolling reload (SIGHUP): one slot at a time, a new instance started and ready before the
 //! old one is told to drain; another SIGHUP during a reload means one more round after it.
+//! Recycling (--max-requests, --max-rss, --max-lifetime) replaces one slot the same way.
 //!
 //! `ReloadPlan` decides the next step from what the slots look like and does nothing else;
 //! the launcher's methods below act on its answers. Never more than one slot in flight.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::child::{Instance, Role};
 use super::listeners::Listener;
@@ -45,6 +46,10 @@ pub enum Step {
     Again,
 }
 
+/// After a replacement failed to start, no recycling for this long (a broken deploy must
+/// not make the launcher start a process per tick).
+pub const RECYCLE_BACKOFF: Duration = Duration::from_secs(10);
+
 #[derive(Clone, Debug, Default)]
 pub struct ReloadPlan {
     queue: VecDeque<usize>,
@@ -52,9 +57,44 @@ pub struct ReloadPlan {
     current: Option<usize>,
     /// Another SIGHUP arrived during this reload: go round once more.
     again: bool,
+    /// The slots in flight are recycled, not reloaded.
+    recycling: bool,
+    /// When a replacement last failed to start.
+    failed_at: Option<Instant>,
 }
 
 impl ReloadPlan {
+    /// Replaces one slot (recycling); false when a reload or recycle is under way, or a
+    /// replacement failed less than `RECYCLE_BACKOFF` before `now`.
+    pub fn recycle(&mut self, slot: usize, now: Instant) -> bool {
+        let backing_off = self
+            .failed_at
+            .is_some_and(|t| now.saturating_duration_since(t) < RECYCLE_BACKOFF);
+        if self.under_way() || self.again || backing_off {
+            return false;
+        }
+        self.queue = VecDeque::from([slot]);
+        self.recycling = true;
+        true
+    }
+
+    /// "recycle" or "reload", for the log.
+    pub fn what(&self) -> &'static str {
+        if self.recycling {
+            "recycle"
+        } else {
+            "reload"
+        }
+    }
+
+    /// A replacement exited before it was ready: the plan stops, the old instances serve on.
+    pub fn abandon(&mut self, now: Instant) {
+        *self = ReloadPlan {
+            failed_at: Some(now),
+            ..ReloadPlan::default()
+        };
+    }
+
     pub fn under_way(&self) -> bool {
         self.current.is_some() || !self.queue.is_empty()
     }
@@ -82,6 +122,7 @@ impl ReloadPlan {
             return false;
         }
         self.queue = (0..slots).collect();
+        self.recycling = false;
         true
     }
 
@@ -124,6 +165,7 @@ impl ReloadPlan {
         if std::mem::take(&mut self.again) {
             return Step::Again;
         }
+        self.recycling = false;
         Step::Wait
     }
 }
@@ -246,7 +288,8 @@ impl Launcher {
             }
         }
         log::info(&format!(
-            "reload: instance {slot} now pid {new_pid}; old pid {} draining",
+            "{}: instance {slot} now pid {new_pid}; old pid {} draining",
+            self.reload.what(),
             if old_pids.is_empty() {
                 "-".to_string()
             } else {
@@ -258,7 +301,7 @@ impl Launcher {
             RestartReason::Reload,
             &format!("pid {new_pid} in place"),
         );
-        if self.reload.finished() {
+        if self.reload.finished() && self.reload.what() == "reload" {
             log::info("reload: done");
         } else {
             self.systemd.status(&self.reload_status());
@@ -350,6 +393,35 @@ mod tests {
         plan.request(2);
         assert_eq!(plan.next(old_only), Step::Start(0));
         assert_eq!(plan.next(old_only), Step::Start(1));
+    }
+
+    #[test]
+    fn recycling_replaces_one_slot_and_never_two_at_once() {
+        let t0 = Instant::now();
+        let mut plan = ReloadPlan::default();
+        assert!(plan.recycle(1, t0));
+        assert_eq!(plan.what(), "recycle");
+        assert!(
+            !plan.recycle(0, t0),
+            "a second recycle while one is under way"
+        );
+        assert_eq!(plan.next(old_only), Step::Start(1));
+        assert!(!plan.recycle(0, t0));
+        assert_eq!(plan.next(with(Replacement::Ready)), Step::Promote(1));
+        assert_eq!(plan.next(old_only), Step::Wait);
+        assert_eq!(plan.what(), "reload");
+        assert!(plan.recycle(0, t0));
+    }
+
+    #[test]
+    fn no_recycling_during_a_reload_or_soon_after_a_failed_replacement() {
+        let t0 = Instant::now();
+        let mut plan = ReloadPlan::default();
+        plan.request(2);
+        assert!(!plan.recycle(0, t0));
+        plan.abandon(t0);
+        assert!(!plan.recycle(0, t0 + RECYCLE_BACKOFF / 2));
+        assert!(plan.recycle(0, t0 + RECYCLE_BACKOFF));
     }
 
     #[test]

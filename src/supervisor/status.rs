@@ -42,7 +42,10 @@ impl Launcher {
     pub(super) fn phase_name(&self) -> &'static str {
         match self.phase {
             Phase::Starting => "starting",
-            Phase::Running if self.reload.replacing() => "reloading",
+            Phase::Running if self.reload.replacing() => match self.reload.what() {
+                "recycle" => "recycling",
+                _ => "reloading",
+            },
             Phase::Running => "running",
             Phase::Stopping { .. } => "stopping",
         }
@@ -62,6 +65,7 @@ impl Launcher {
             let _ = write!(out, "; nginx {}", nginx.describe());
         }
         out.push('\n');
+        out.push_str(&self.elastic_status(now));
         out
     }
 
@@ -86,6 +90,7 @@ impl Launcher {
 pub(super) fn state_name(inst: &Instance) -> &'static str {
     match inst.role {
         Role::Retiring { .. } => "draining",
+        Role::Leaving { .. } => "leaving",
         Role::Replacing if inst.ready => "ready",
         Role::Replacing => "reloading",
         Role::Serving if inst.ready => "ready",
