@@ -5,6 +5,8 @@
 #   bench/callgrind.sh                          evserve, environ_app
 #   bench/callgrind.sh bjoern hello             a peer (bjoern) and another app of bench/apps.py
 #   SECONDS_MEASURED=20 bench/callgrind.sh      a longer measured window (default 10 s)
+#   BROWSER_HEADERS=1 bench/callgrind.sh        requests with a browser's headers, as nginx
+#                                               passes them on, instead of wrk's Host alone
 #
 # The server runs under valgrind with instrumentation off until it has answered a warm-up
 # load; then callgrind counts only the measured window. The server's calls into the app
@@ -33,6 +35,23 @@ case "$server" in
     bjoern) cmd=(.venv/bin/python peers.py bjoern "$app" "$port") ;;
     *) echo "callgrind.sh: server is evserve or bjoern, not $server" >&2; exit 2 ;;
 esac
+headers=()
+if [ "${BROWSER_HEADERS:-0}" = 1 ]; then
+    headers=(
+        -H "User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+        -H "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+        -H "Accept-Language: en-US,en;q=0.5"
+        -H "Accept-Encoding: gzip, deflate, br, zstd"
+        -H "Cookie: sessionid=0123456789abcdef; csrftoken=fedcba9876543210"
+        -H "Upgrade-Insecure-Requests: 1"
+        -H "Sec-Fetch-Dest: document"
+        -H "Sec-Fetch-Mode: navigate"
+        -H "Sec-Fetch-Site: none"
+        -H "X-Real-IP: 203.0.113.7"
+        -H "X-Forwarded-For: 203.0.113.7"
+        -H "X-Forwarded-Proto: https"
+    )
+fi
 path=$(.venv/bin/python -c "import apps; print(apps.expected('$app')[1])" 2>/dev/null || echo /)
 
 unset VIRTUAL_ENV  # the apps need only the standard library
@@ -53,12 +72,12 @@ if [ $ready = 0 ]; then
     exit 1
 fi
 
-wrk -t1 -c10 -d3s "http://127.0.0.1:$port$path" >/dev/null  # warm-up, not counted
+wrk -t1 -c10 -d3s "${headers[@]}" "http://127.0.0.1:$port$path" >/dev/null  # warm-up, not counted
 # callgrind's monitor commands through vgdb, addressed by pid: callgrind_control finds its
 # processes by their command line, which evserve's process title replaces.
 control() { vgdb --pid=$pid "$@" >>"$work/vgdb.log" 2>&1; }
 control instrumentation on
-wrk -t1 -c10 -d"${seconds}s" "http://127.0.0.1:$port$path" >"$work/wrk.txt"
+wrk -t1 -c10 -d"${seconds}s" "${headers[@]}" "http://127.0.0.1:$port$path" >"$work/wrk.txt"
 control instrumentation off
 control dump
 
