@@ -286,15 +286,12 @@ impl Environ {
         }
         for header in &head.headers {
             let name = header.name.of(buf);
-            if name.contains(&b'_') {
-                continue;
-            }
             let raw_value = header.value.of(buf);
-            if name.eq_ignore_ascii_case(b"content-type") {
+            if is_name(name, b"content-type") {
                 env.set_item(&self.content_type, latin1(py, raw_value))?;
                 continue;
             }
-            if name.eq_ignore_ascii_case(b"content-length") {
+            if is_name(name, b"content-length") {
                 env.set_item(&self.content_length, latin1(py, raw_value))?;
                 continue;
             }
@@ -314,6 +311,9 @@ impl Environ {
                     }
                     (key.clone(), value)
                 }
+                // A name with an underscore could pose as a dashed one (no listed name
+                // has one, and `is_name` never matches it to a dash).
+                None if name.contains(&b'_') => continue,
                 None => {
                     self.scratch.clear();
                     self.scratch.extend_from_slice(b"HTTP_");
@@ -470,7 +470,29 @@ fn common_header(name: &[u8]) -> Option<usize> {
         .iter()
         .take_while(|&&i| i != NO_HEADER)
         .map(|&i| usize::from(i))
-        .find(|&i| COMMON_HEADERS[i].as_bytes().eq_ignore_ascii_case(name))
+        .find(|&i| is_name(name, COMMON_HEADERS[i].as_bytes()))
+}
+
+/// Whether the field name `name` (checked by the parser: token characters only) is
+/// `lower` (lower-case letters and dashes) in any case, compared eight bytes at a time.
+/// Setting the 0x20 bit folds a letter's case and leaves a dash a dash; the only other
+/// bytes it turns into a letter or a dash are not token characters (0x0D into a dash).
+fn is_name(name: &[u8], lower: &[u8]) -> bool {
+    const FOLD: u64 = 0x2020_2020_2020_2020;
+    if name.len() != lower.len() {
+        return false;
+    }
+    let (mut names, mut lowers) = (name.chunks_exact(8), lower.chunks_exact(8));
+    for (n, l) in names.by_ref().zip(lowers.by_ref()) {
+        let (Ok(n), Ok(l)) = (<[u8; 8]>::try_from(n), <[u8; 8]>::try_from(l)) else {
+            return false;
+        };
+        if u64::from_ne_bytes(n) | FOLD != u64::from_ne_bytes(l) {
+            return false;
+        }
+    }
+    let tail = names.remainder().iter().zip(lowers.remainder());
+    tail.into_iter().all(|(&n, &l)| n | 0x20 == l)
 }
 
 /// Names in COMMON_HEADERS are shorter than this.
@@ -615,6 +637,9 @@ mod tests {
             "x-custom",
             "accepts",
             "sec-fetch-xxxx",
+            "x_forwarded_for",
+            "user_agent",
+            "content_type",
             &"a".repeat(40),
         ] {
             assert_eq!(super::common_header(name.as_bytes()), None, "{name}");
