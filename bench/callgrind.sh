@@ -101,7 +101,7 @@ read -r app_cost requests < <(awk -v caller="$caller" -v callee="$callee" '
         cost = $1; gsub(",", "", cost); sum += cost
         if (match($0, /\(([0-9,]+)x\)/)) { n = substr($0, RSTART + 1, RLENGTH - 3); gsub(",", "", n); calls += n }
     }
-    END { printf "%d %d\n", sum, calls }
+    END { printf "%.0f %.0f\n", sum, calls }  # %d stops at 2^31 in mawk
 ' "$work/tree.txt")
 if [ "${requests:-0}" -eq 0 ]; then
     echo "callgrind.sh: the call into the app was not found; counting wrk's requests" >&2
