@@ -135,12 +135,10 @@ pub struct Environ {
     content_length: Py<PyString>,
     wsgi_input: Py<PyString>,
     http10: Py<PyString>,
-    http11: Py<PyString>,
     empty: Py<PyString>,
     methods: Vec<Py<PyString>>,
     header_keys: Vec<Py<PyString>>,
     bytes_io: Py<PyAny>,
-    empty_input: Py<EmptyInput>,
     file_io: Py<PyAny>,
     buffered_reader: Py<PyAny>,
     root_path: Vec<u8>,
@@ -182,6 +180,14 @@ impl Environ {
         template.set_item(key(py, "wsgi.run_once"), false)?;
         template.set_item(key(py, "wsgi.input_terminated"), true)?;
         template.set_item(key(py, "wsgi.file_wrapper"), c.file_wrapper)?;
+        // The most common values of entries every request has: a GET without a query or
+        // a body over HTTP/1.1 then costs no insertion. `build` replaces them otherwise.
+        let empty_input = Py::new(py, EmptyInput)?;
+        template.set_item(key(py, "REQUEST_METHOD"), key(py, "GET"))?;
+        template.set_item(key(py, "QUERY_STRING"), key(py, ""))?;
+        template.set_item(key(py, "SERVER_PROTOCOL"), key(py, "HTTP/1.1"))?;
+        template.set_item(key(py, "wsgi.input"), &empty_input)?;
+        make_room(&template)?;
         let header_keys = COMMON_HEADERS
             .iter()
             .map(|name| key(py, &cgi_name(name.as_bytes())))
@@ -201,12 +207,10 @@ impl Environ {
             content_length: key(py, "CONTENT_LENGTH"),
             wsgi_input: key(py, "wsgi.input"),
             http10: key(py, "HTTP/1.0"),
-            http11: key(py, "HTTP/1.1"),
             empty: key(py, ""),
             methods: METHODS.iter().map(|m| key(py, m)).collect(),
             header_keys,
             bytes_io: io.getattr("BytesIO")?.unbind(),
-            empty_input: Py::new(py, EmptyInput)?,
             file_io: io.getattr("FileIO")?.unbind(),
             buffered_reader: io.getattr("BufferedReader")?.unbind(),
             root_path: c.root_path.as_bytes().to_vec(),
@@ -247,6 +251,7 @@ impl Environ {
 
         let method = head.method.of(buf);
         match METHODS.iter().position(|m| m.as_bytes() == method) {
+            Some(0) => {} // GET: the template's
             Some(i) => env.set_item(&self.request_method, &self.methods[i])?,
             None => env.set_item(&self.request_method, latin1(py, method))?,
         }
@@ -261,19 +266,14 @@ impl Environ {
         }
         env.set_item(&self.path_info, latin1(py, path))?;
 
+        // An empty QUERY_STRING and HTTP/1.1 are the template's.
         let query = head.query.of(buf);
-        if query.is_empty() {
-            env.set_item(&self.query_string, &self.empty)?;
-        } else {
+        if !query.is_empty() {
             env.set_item(&self.query_string, latin1(py, query))?;
         }
-        env.set_item(
-            &self.server_protocol,
-            match head.version {
-                Version::Http10 => &self.http10,
-                Version::Http11 => &self.http11,
-            },
-        )?;
+        if head.version == Version::Http10 {
+            env.set_item(&self.server_protocol, &self.http10)?;
+        }
         env.set_item(&self.remote_addr, &conn.remote_addr)?;
         env.set_item(&self.remote_port, &conn.remote_port)?;
 
@@ -286,15 +286,12 @@ impl Environ {
         }
         for header in &head.headers {
             let name = header.name.of(buf);
-            if name.contains(&b'_') {
-                continue;
-            }
             let raw_value = header.value.of(buf);
-            if name.eq_ignore_ascii_case(b"content-type") {
+            if is_name(name, b"content-type") {
                 env.set_item(&self.content_type, latin1(py, raw_value))?;
                 continue;
             }
-            if name.eq_ignore_ascii_case(b"content-length") {
+            if is_name(name, b"content-length") {
                 env.set_item(&self.content_length, latin1(py, raw_value))?;
                 continue;
             }
@@ -314,6 +311,9 @@ impl Environ {
                     }
                     (key.clone(), value)
                 }
+                // A name with an underscore could pose as a dashed one (no listed name
+                // has one, and `is_name` never matches it to a dash).
+                None if name.contains(&b'_') => continue,
                 None => {
                     self.scratch.clear();
                     self.scratch.extend_from_slice(b"HTTP_");
@@ -347,7 +347,8 @@ impl Environ {
             env.set_item(&self.content_length, body_len.to_string())?;
         }
         let input = match req.body {
-            RequestBody::Memory([]) => self.empty_input.bind(py).clone().into_any(),
+            // The template's EmptyInput.
+            RequestBody::Memory([]) => return Ok(env),
             RequestBody::Memory(data) => self.bytes_io.bind(py).call1((PyBytes::new(py, data),))?,
             RequestBody::File(file, _) => {
                 spooled_input(self.file_io.bind(py), self.buffered_reader.bind(py), file)?
@@ -402,6 +403,32 @@ fn spooled_input<'py>(
     buffered_reader.call1((raw_file,))
 }
 
+/// Makes `template`'s table regrow now, once, so that its copies (one per request) have
+/// room for a request's own entries, a browser's dozen headers and what a framework
+/// stores, instead of each copy regrowing (rebuilding its whole table) mid-request.
+///
+/// CPython regrows a table that has no free slot left to about three times the entries
+/// it holds, and copies a table without many deleted slots as is, free room included. A
+/// placeholder entry added and deleted uses up a slot without staying: repeating that
+/// makes the table regrow (seen as its size changing) around the template's own entries.
+/// On an interpreter that works otherwise, the copies are merely smaller.
+fn make_room(template: &Bound<'_, PyDict>) -> PyResult<()> {
+    let getsizeof = template.py().import("sys")?.getattr("getsizeof")?;
+    let size =
+        |dict: &Bound<'_, PyDict>| -> PyResult<usize> { getsizeof.call1((dict,))?.extract() };
+    let before = size(template)?;
+    // A table has at most two thirds of its slots usable: this many always fill it.
+    let bound = 2 * before;
+    for placeholder in 0..bound {
+        template.set_item(placeholder, ())?;
+        template.del_item(placeholder)?;
+        if size(template)? != before {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// Strings made once per connection and reused by its requests.
 pub struct ConnStrings {
     remote_addr: Py<PyString>,
@@ -438,9 +465,57 @@ fn cgi_name(name: &[u8]) -> String {
 }
 
 fn common_header(name: &[u8]) -> Option<usize> {
-    COMMON_HEADERS
+    BY_LENGTH
+        .get(name.len())?
         .iter()
-        .position(|h| h.len() == name.len() && h.as_bytes().eq_ignore_ascii_case(name))
+        .take_while(|&&i| i != NO_HEADER)
+        .map(|&i| usize::from(i))
+        .find(|&i| is_name(name, COMMON_HEADERS[i].as_bytes()))
+}
+
+/// Whether the field name `name` (checked by the parser: token characters only) is
+/// `lower` (lower-case letters and dashes) in any case, compared eight bytes at a time.
+/// Setting the 0x20 bit folds a letter's case and leaves a dash a dash; the only other
+/// bytes it turns into a letter or a dash are not token characters (0x0D into a dash).
+fn is_name(name: &[u8], lower: &[u8]) -> bool {
+    const FOLD: u64 = 0x2020_2020_2020_2020;
+    if name.len() != lower.len() {
+        return false;
+    }
+    let (mut names, mut lowers) = (name.chunks_exact(8), lower.chunks_exact(8));
+    for (n, l) in names.by_ref().zip(lowers.by_ref()) {
+        let (Ok(n), Ok(l)) = (<[u8; 8]>::try_from(n), <[u8; 8]>::try_from(l)) else {
+            return false;
+        };
+        if u64::from_ne_bytes(n) | FOLD != u64::from_ne_bytes(l) {
+            return false;
+        }
+    }
+    let tail = names.remainder().iter().zip(lowers.remainder());
+    tail.into_iter().all(|(&n, &l)| n | 0x20 == l)
+}
+
+/// Names in COMMON_HEADERS are shorter than this.
+const NAME_LENGTHS: usize = 32;
+/// At most this many names in COMMON_HEADERS have the same length.
+const SAME_LENGTH: usize = 6;
+const NO_HEADER: u8 = u8::MAX;
+/// COMMON_HEADERS indexes by name length: a lookup compares only names as long as its own.
+const BY_LENGTH: [[u8; SAME_LENGTH]; NAME_LENGTHS] = by_length();
+
+const fn by_length() -> [[u8; SAME_LENGTH]; NAME_LENGTHS] {
+    let mut table = [[NO_HEADER; SAME_LENGTH]; NAME_LENGTHS];
+    let mut i = 0;
+    while i < COMMON_HEADERS.len() {
+        let row = &mut table[COMMON_HEADERS[i].len()];
+        let mut slot = 0;
+        while row[slot] != NO_HEADER {
+            slot += 1; // past SAME_LENGTH: a compile-time error
+        }
+        row[slot] = i as u8;
+        i += 1;
+    }
+    table
 }
 
 /// Bytes as a str, one character per byte (latin-1), as PEP 3333 requires.
@@ -469,7 +544,8 @@ mod tests {
 
     use pyo3::prelude::*;
 
-    use super::spooled_input;
+    use super::{spooled_input, Constants, Environ};
+    use crate::forwarded::TrustedProxies;
 
     /// What descriptor `fd` of this process refers to, if it is open.
     fn identity(fd: i32) -> Option<std::path::PathBuf> {
@@ -509,5 +585,64 @@ mod tests {
             let data: Vec<u8> = input.call_method0("read").unwrap().extract().unwrap();
             assert_eq!(data, b"body");
         });
+    }
+
+    #[test]
+    fn an_environ_copy_takes_a_browser_request_without_regrowing_its_table() {
+        Python::initialize();
+        Python::attach(|py| {
+            let environ = Environ::new(
+                py,
+                Constants {
+                    root_path: "",
+                    server_name: "127.0.0.1",
+                    server_port: "8000",
+                    multiprocess: false,
+                    trusted_proxies: TrustedProxies::default(),
+                    file_wrapper: py.None().into_bound(py),
+                },
+            )
+            .unwrap();
+            let getsizeof = py.import("sys").unwrap().getattr("getsizeof").unwrap();
+            let size = |obj: &Bound<'_, PyAny>| -> usize {
+                getsizeof.call1((obj,)).unwrap().extract().unwrap()
+            };
+            let env = environ.template.bind(py).copy().unwrap();
+            let copied = size(env.as_any());
+            // A request's own entries, fifteen headers and a framework's two: a regrowth
+            // would rebuild the table on every such request.
+            let added = ["PATH_INFO", "REMOTE_ADDR", "REMOTE_PORT", "CONTENT_TYPE"]
+                .map(String::from)
+                .into_iter()
+                .chain((0..15).map(|i| format!("HTTP_HEADER_{i}")))
+                .chain(["werkzeug.request", "framework.state"].map(String::from));
+            for key in added {
+                env.set_item(&key, "value").unwrap();
+                assert_eq!(size(env.as_any()), copied, "the copy regrew at {key}");
+            }
+        });
+    }
+
+    #[test]
+    fn every_common_header_is_found_by_its_name_in_any_case_and_no_other_name_is() {
+        for (i, name) in super::COMMON_HEADERS.iter().enumerate() {
+            assert_eq!(super::common_header(name.as_bytes()), Some(i), "{name}");
+            let upper = name.to_ascii_uppercase();
+            assert_eq!(super::common_header(upper.as_bytes()), Some(i), "{upper}");
+        }
+        for name in [
+            "",
+            "hos",
+            "hosts",
+            "x-custom",
+            "accepts",
+            "sec-fetch-xxxx",
+            "x_forwarded_for",
+            "user_agent",
+            "content_type",
+            &"a".repeat(40),
+        ] {
+            assert_eq!(super::common_header(name.as_bytes()), None, "{name}");
+        }
     }
 }

@@ -269,3 +269,24 @@ def test_identical_content_lengths_reach_the_app_as_one_plain_value(env_server):
 def test_a_higher_http_1_minor_version_reaches_the_app_as_http_1_1(env_server):
     env = environ_of(env_server, b"GET / HTTP/1.3\r\nHost: t\r\n\r\n")
     assert value(env, "SERVER_PROTOCOL") == "HTTP/1.1"
+
+
+def test_each_request_sees_its_own_method_query_protocol_and_input_not_the_defaults(env_server):
+    # GET, an empty query, HTTP/1.1 and the empty wsgi.input come with every environ from
+    # the start; a request that differs must replace each one, and the next must not see it.
+    requests = [
+        (b"PATCH /a?x=1 HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc",
+         ("PATCH", "x=1", "HTTP/1.1", "abc")),
+        (b"GET /b HTTP/1.1\r\nHost: t\r\n\r\n", ("GET", "", "HTTP/1.1", "")),
+        (b"BREW /c?pot=1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", ("BREW", "pot=1", "HTTP/1.0", "")),
+        (b"GET /d HTTP/1.1\r\nHost: t\r\n\r\n", ("GET", "", "HTTP/1.1", "")),
+    ]
+    with Conn(env_server) as c:
+        for raw, expected in requests:
+            c.send(raw)
+            r = c.read_response()
+            assert r.status == 200, (r, env_server.stderr()[-2000:])
+            env = r.json()
+            keys = ("REQUEST_METHOD", "QUERY_STRING", "SERVER_PROTOCOL")
+            seen = tuple(value(env, k) for k in keys) + (env["_body"],)
+            assert seen == expected, raw
