@@ -342,7 +342,7 @@ pub struct ServeArgs {
     /// Launcher: write an nginx configuration for the instances to PATH.
     #[arg(long, value_name = "PATH")]
     pub nginx_conf: Option<PathBuf>,
-    /// Launcher: address nginx listens on (default 127.0.0.1:8000 with --port-range).
+    /// Launcher: address nginx listens on (default 127.0.0.1:8000 with --port-range or --socket-dir).
     #[arg(long, value_name = "HOST:PORT")]
     pub listen: Option<String>,
     /// Launcher: also run nginx with that configuration, as a supervised child.
