@@ -63,7 +63,7 @@ impl Setup {
         let targets: Vec<BindAddr> = addresses(config).iter().map(local_target).collect();
         launcher_nginx_config(config, &run_dir, &targets)?;
         if config.run_nginx && rustix::process::geteuid().is_root() {
-            warn_unreachable_static(config);
+            warn_unreachable_dirs(config);
         }
         Ok(Setup {
             conf_path,
@@ -98,27 +98,45 @@ impl Setup {
 }
 
 /// nginx started by root runs its workers as `nobody`: a `--static` directory they cannot
-/// reach answers 403 for every file. Says so at start, once per such directory.
-fn warn_unreachable_static(config: &LauncherConfig) {
+/// read answers 403 for every file, and a `--socket-dir` they cannot traverse 502 for every
+/// request. Says so at start, once per such directory.
+fn warn_unreachable_dirs(config: &LauncherConfig) {
     for mount in &config.instance.static_mounts {
-        // The directory needs r-x for others, every directory above it --x.
-        let mut needed = 0o005;
-        for dir in mount.dir.ancestors() {
-            let Ok(meta) = std::fs::metadata(dir) else {
-                break;
-            };
-            let mode = meta.permissions().mode() & 0o7777;
-            if mode & needed != needed {
-                crate::log::warn(&format!(
-                    "--static {}: nginx's workers run as nobody (nginx is started by root) and cannot read it: {} is mode {mode:04o}; its files would get 403 (chmod o+x the directories above it, o+rx it and o+r its files)",
-                    mount.dir.display(),
-                    dir.display()
-                ));
-                break;
-            }
-            needed = 0o001;
+        if let Some((dir, mode)) = blocking_ancestor(&mount.dir, 0o005) {
+            crate::log::warn(&format!(
+                "--static {}: nginx's workers run as nobody (nginx is started by root) and cannot read it: {} is mode {mode:04o}; its files would get 403 (chmod o+x the directories above it, o+rx it and o+r its files)",
+                mount.dir.display(),
+                dir.display()
+            ));
         }
     }
+    if let Some(socket_dir) = &config.socket_dir {
+        if let Some((dir, mode)) = blocking_ancestor(socket_dir, 0o001) {
+            crate::log::warn(&format!(
+                "--socket-dir {}: nginx's workers run as nobody (nginx is started by root) and cannot reach its sockets: {} is mode {mode:04o}; every request would get 502 (chmod o+x it and the directories above it)",
+                socket_dir.display(),
+                dir.display()
+            ));
+        }
+    }
+}
+
+/// The first of `dir` and the directories above it that others cannot use: `dir` itself
+/// needs the permission bits `needed` for others, every directory above it o+x.
+fn blocking_ancestor(dir: &Path, mut needed: u32) -> Option<(PathBuf, u32)> {
+    for ancestor in dir.ancestors() {
+        let Ok(meta) = std::fs::metadata(ancestor) else {
+            // Not made yet (the launcher creates it 0755): its parents decide.
+            needed = 0o001;
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & needed != needed {
+            return Some((ancestor.to_path_buf(), mode));
+        }
+        needed = 0o001;
+    }
+    None
 }
 
 /// The launcher's nginx configuration for its instances at `targets`, through the same

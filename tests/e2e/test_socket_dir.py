@@ -159,3 +159,18 @@ def test_socket_dir_flag_errors_are_one_line(tmp_path):
         assert not one_line or out.stderr.strip().count("\n") == 0, out.stderr
         assert regular.read_text() == "x"
     assert not (tmp_path / "s").exists(), "a refused command created the socket directory"
+
+
+@needs_nginx
+def test_a_socket_dir_nginx_workers_cannot_reach_is_warned_about(launcher_start, tmp_path):
+    """Bug pinned: with --socket-dir inside a directory only root may enter (pytest's and
+    mkdtemp's 0700 directories), nginx's workers, which run as nobody, got 502 for every
+    request and the launcher said nothing."""
+    private = Path(tempfile.mkdtemp(prefix="evserve-private-"))
+    try:
+        private.chmod(0o700)
+        p, _listen = start_on_sockets(launcher_start, tmp_path, private / "sockets", 1)
+        p.wait_for(r"--socket-dir .*cannot reach its sockets: .* is mode 0700", 10)
+        assert p.stop() == 0
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
