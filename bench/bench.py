@@ -25,6 +25,7 @@ import http.client
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import statistics
@@ -189,9 +190,15 @@ def _evserve_nginx(port, app, workdir):
 
 
 def _evserve_nginx_unix(port, app, workdir):
+    # nginx's workers run as an unprivileged user: the sockets live in a directory they can
+    # traverse, not in the harness's private one (stop_server removes it).
+    sockdir = tempfile.mkdtemp(prefix="evserve-bench-sockets-")
+    os.chmod(sockdir, 0o711)
+    with open(os.path.join(workdir, "sockdir"), "w") as f:
+        f.write(sockdir)
     return [
         evserve_bin(),
-        "--workers", "2", "--socket-dir", os.path.join(workdir, "sockets"),
+        "--workers", "2", "--socket-dir", os.path.join(sockdir, "s"),
         "--nginx-conf", os.path.join(workdir, "evserve-nginx.conf"),
         "--nginx", "--listen", "127.0.0.1:%d" % port,
         "--control-socket", os.path.join(workdir, "control.sock"),
@@ -490,6 +497,11 @@ def stop_server(run):
     try:
         os.killpg(run.proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        with open(os.path.join(run.workdir, "sockdir")) as f:
+            shutil.rmtree(f.read().strip(), ignore_errors=True)
+    except OSError:
         pass
     # A child that left the group (a daemonising nginx) still names our workdir.
     for pid in _pids_naming(run.workdir):
