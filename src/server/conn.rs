@@ -26,7 +26,7 @@ mod static_send;
 #[cfg(test)]
 mod tests;
 
-use access_log::{log_access, log_unparsed, reply_ready, request_started};
+use access_log::{log_access, log_unparsed, reply_ready};
 pub(crate) use buffers::Work;
 use buffers::{recycle, store_body};
 use canned::{write_canned, write_refusal};
@@ -466,34 +466,39 @@ impl<A: App> Conn<A> {
         Step::Continue
     }
 
-    /// The access log line for a response answering the current request, with what is
-    /// known of it: the parsed head once there is one, else what arrived.
+    /// Records a response answering the current request, with what is known of it: the
+    /// parsed head once there is one, else what arrived.
     fn log_status(&self, sh: &mut Shared<A::Chunk>, status: u16) {
         let parsed = !matches!(self.phase, Phase::Idle | Phase::Head);
-        self.count_response(sh, status, parsed);
-        let Some(work) = self.work.as_ref().filter(|_| sh.access_log.is_some()) else {
-            return;
-        };
-        match self.phase {
-            Phase::Idle | Phase::Head => log_unparsed(sh, &self.peer, work, status),
-            _ => log_access(sh, &self.peer, work, status),
-        }
+        self.record(sh, status, parsed);
     }
 
-    /// Counts a response in the metrics (the ones the access log logs): the method is the
-    /// parsed head's, or, before the head is parsed, whatever the request line begins with.
-    fn count_response(&self, sh: &mut Shared<A::Chunk>, status: u16, parsed: bool) {
-        let Some(work) = self.work.as_ref() else {
+    /// A response in the metrics (`--metrics`) and the access log, when either is on; its
+    /// duration, counted from the request's first byte, is read once for both. The method
+    /// is the parsed head's, or before the head is parsed, what the request line begins with.
+    fn record(&self, sh: &mut Shared<A::Chunk>, status: u16, parsed: bool) {
+        let logging = sh.access_log.is_some();
+        let (true, Some(work)) = (sh.count_metrics || logging, self.work.as_ref()) else {
             return;
         };
-        let method = if parsed {
-            work.head.method.of(&work.rbuf)
-        } else {
-            sniff_method(work.rbuf.get(..work.filled).unwrap_or_default())
-        };
         let took = Instant::now().saturating_duration_since(self.request_start);
-        let method = crate::metrics::method_index(method);
-        sh.metrics.record(method, status, work.out.body_bytes, took);
+        if sh.count_metrics {
+            let method = if parsed {
+                work.head.method.of(&work.rbuf)
+            } else {
+                sniff_method(work.rbuf.get(..work.filled).unwrap_or_default())
+            };
+            let method = crate::metrics::method_index(method);
+            sh.metrics.record(method, status, work.out.body_bytes, took);
+        }
+        if !logging {
+            return;
+        }
+        if parsed {
+            log_access(sh, &self.peer, work, status, took);
+        } else {
+            log_unparsed(sh, &self.peer, work, status);
+        }
     }
 
     fn write_refusal(&mut self, sh: &mut Shared<A::Chunk>) -> Step {
@@ -558,7 +563,6 @@ impl<A: App> Conn<A> {
             body,
         };
         sh.reply.reset();
-        request_started(sh, &mut work.logged);
         let peer = &self.peer;
         let session = self.session.get_or_insert_with(|| app.open_session(peer));
         let result = app.call(session, &request, &mut sh.reply);
@@ -797,13 +801,10 @@ impl<A: App> Conn<A> {
         let Phase::Writing(resp) = std::mem::replace(&mut self.phase, Phase::Idle) else {
             return Step::Close;
         };
-        self.count_response(sh, resp.status, true);
+        self.record(sh, resp.status, true);
         let Some(work) = self.work.as_mut() else {
             return Step::Close;
         };
-        if sh.access_log.is_some() {
-            log_access(sh, &self.peer, work, resp.status);
-        }
         work.consume_request();
         // A response that promised keep-alive stays true to it even if a drain began while
         // it was written (its write deferred to the end of the turn, or slow): the

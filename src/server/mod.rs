@@ -19,7 +19,7 @@ use slab::Slab;
 
 use crate::access_sink::AccessLog;
 use crate::config::Timeouts;
-use crate::contract::{Message, ALL_BUSY, HEARTBEAT_INTERVAL, STATS_INTERVAL};
+use crate::contract::{Message, ALL_BUSY, HEARTBEAT_INTERVAL};
 use crate::http1::{Head, Limits};
 use crate::log;
 use crate::metrics::http::{Answer, MetricsServer};
@@ -242,6 +242,11 @@ pub(crate) struct Shared<C> {
     pub defer_writes: bool,
     /// The metrics counters, bumped where responses and refusals happen.
     pub metrics: Snapshot,
+    /// Responses are counted in `metrics` (`--metrics` is on): off, a response costs them
+    /// nothing.
+    pub count_metrics: bool,
+    /// This process's id, for access-log lines (read once: `getpid` is a system call).
+    pub pid: u32,
 }
 
 /// Serves until a stop signal and the drain after it. Returns once every connection is
@@ -273,7 +278,6 @@ pub fn run<A: App>(app: &mut A, listener: Listener, mut settings: Settings) -> i
             app.heartbeat.waited += state.shared.now.saturating_duration_since(since);
         }
         state.beat(&mut app.heartbeat);
-        state.report_stats(&app.heartbeat);
         state.shared.defer_writes = events.iter().nth(1).is_some();
         for event in events.iter() {
             if let Flow::Exit = state.on_event(&mut app, event, poll.registry()) {
@@ -326,16 +330,17 @@ impl Heartbeat {
         u16::try_from(busy).unwrap_or(ALL_BUSY)
     }
 
-    /// Sends a heartbeat unless one went out less than `HEARTBEAT_INTERVAL` before `now`.
-    fn beat_if_due(&mut self, now: Instant) {
+    /// Sends a heartbeat unless one went out less than `HEARTBEAT_INTERVAL` before `now`;
+    /// whether it did.
+    fn beat_if_due(&mut self, now: Instant) -> bool {
         let Some(socket) = &self.socket else {
-            return;
+            return false;
         };
         if self
             .last
             .is_some_and(|t| now.saturating_duration_since(t) < HEARTBEAT_INTERVAL)
         {
-            return;
+            return false;
         }
         let message = Message::Heartbeat {
             requests: self.requests,
@@ -346,6 +351,7 @@ impl Heartbeat {
         self.last = Some(now);
         self.since = now;
         self.waited = Duration::ZERO;
+        true
     }
 }
 
@@ -376,7 +382,7 @@ impl<A: App> App for Beating<'_, A> {
         reply: &mut Reply<Self::Chunk>,
     ) -> Result<Called<Self::Stream>, AppFailed> {
         if self.heartbeat.socket.is_some() {
-            self.heartbeat.beat_if_due(Instant::now());
+            let _ = self.heartbeat.beat_if_due(Instant::now());
         }
         self.app.call(session, request, reply)
     }
@@ -421,9 +427,8 @@ struct LoopState<A: App> {
     again_next: Vec<usize>,
     /// Connections whose queued response waits for the end of the turn: slot, serial.
     deferred: Vec<(usize, u64)>,
-    /// `--metrics`: when the last snapshot went to the launcher (`None`: never sent).
+    /// `--metrics`: the counters go to the launcher with each heartbeat of the loop.
     report_stats: bool,
-    stats_sent: Option<Instant>,
     metrics_server: Option<MetricsServer>,
 }
 
@@ -464,6 +469,8 @@ impl<A: App> LoopState<A> {
                 static_site: settings.static_site,
                 defer_writes: false,
                 metrics: Snapshot::default(),
+                count_metrics: settings.report_stats || metrics_server.is_some(),
+                pid: std::process::id(),
             },
             max_connections: settings.max_connections,
             gate: AcceptGate::new(settings.shares_listener),
@@ -477,16 +484,21 @@ impl<A: App> LoopState<A> {
             again_next: Vec::new(),
             deferred: Vec::new(),
             report_stats: settings.report_stats,
-            stats_sent: None,
             metrics_server,
         })
     }
 
-    /// Tells the launcher the loop turns, at most once per `HEARTBEAT_INTERVAL`.
+    /// Tells the launcher the loop turns, at most once per `HEARTBEAT_INTERVAL`, with the
+    /// metrics counters (`--metrics`) beside the heartbeat.
     fn beat(&self, heartbeat: &mut Heartbeat) {
         heartbeat.requests = self.shared.requests_served;
         heartbeat.connections = self.conns.len() as u64;
-        heartbeat.beat_if_due(self.shared.now);
+        if !heartbeat.beat_if_due(self.shared.now) || !self.report_stats {
+            return;
+        }
+        if let Some(socket) = &heartbeat.socket {
+            let _ = socket.send(Message::Stats(self.snapshot()).encode().as_bytes());
+        }
     }
 
     /// The counters as of now, with the gauges filled in.
@@ -495,23 +507,6 @@ impl<A: App> LoopState<A> {
         s.open = self.conns.len() as u64;
         s.in_flight = self.conns.iter().filter(|(_, c)| !c.is_idle()).count() as u64;
         s
-    }
-
-    /// Sends the counters to the launcher, at most once per `STATS_INTERVAL`.
-    fn report_stats(&mut self, heartbeat: &Heartbeat) {
-        let now = self.shared.now;
-        let (true, Some(socket)) = (self.report_stats, &heartbeat.socket) else {
-            return;
-        };
-        if self
-            .stats_sent
-            .is_some_and(|t| now.saturating_duration_since(t) < STATS_INTERVAL)
-        {
-            return;
-        }
-        let message = Message::Stats(self.snapshot()).encode();
-        let _ = socket.send(message.as_bytes());
-        self.stats_sent = Some(now);
     }
 
     /// An event on the `--metrics` listener of an instance run alone.

@@ -5,7 +5,7 @@
 //! Counters are kept per slot (`instance` label): the totals of the slot's processes
 //! that exited plus the last snapshot of each live one, so they only grow while the
 //! launcher runs; what a process served after its last snapshot (at most
-//! `contract::STATS_INTERVAL`) is lost when it dies. Reads /proc for memory and CPU;
+//! `contract::HEARTBEAT_INTERVAL`, the snapshot goes with each heartbeat) is lost when it dies. Reads /proc for memory and CPU;
 //! never changes the instances.
 
 use std::collections::VecDeque;

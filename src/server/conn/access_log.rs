@@ -5,27 +5,16 @@
 //! Runs only when access logging is on (callers check `Shared::access_log` first), and
 //! never touches the socket.
 
-use std::cell::Cell;
-use std::time::Instant;
+use std::time::Duration;
 
 use super::{Peer, Shared, Work};
 use crate::access_format::Fields;
 
-/// What a line needs beyond the head: when the request began, and the response's header
-/// lines when the format shows some (`{name}o`). Kept in the connection's buffers.
+/// What a line needs beyond the head: the response's header lines when the format shows
+/// some (`{name}o`). Kept in the connection's buffers.
 #[derive(Default)]
 pub(crate) struct Pending {
-    /// Taken by the line, so that a refusal of the next request on the connection never
-    /// shows this one's duration.
-    started: Cell<Option<Instant>>,
     response_head: Vec<u8>,
-}
-
-/// Before the app runs: the request's duration counts from here.
-pub(super) fn request_started<C>(sh: &Shared<C>, logged: &mut Pending) {
-    if sh.access_log.is_some() {
-        logged.started.set(Some(Instant::now()));
-    }
 }
 
 /// After the app ran: keeps its header lines when the format shows some.
@@ -51,16 +40,11 @@ pub(super) fn log_access<C: AsRef<[u8]>>(
     peer: &Peer,
     work: &Work<C>,
     status: u16,
+    duration: Duration,
 ) {
     let Some(log) = sh.access_log.as_mut() else {
         return;
     };
-    let duration = work
-        .logged
-        .started
-        .take()
-        .map(|t| Instant::now().saturating_duration_since(t))
-        .unwrap_or_default();
     log.record(&Fields {
         peer: peer_addr(peer),
         request: Some((&work.rbuf, &work.head)),
@@ -70,7 +54,7 @@ pub(super) fn log_access<C: AsRef<[u8]>>(
         duration,
         response_head: &work.logged.response_head,
         time: &sh.clock.log_time,
-        pid: std::process::id(),
+        pid: sh.pid,
     });
 }
 
@@ -100,6 +84,6 @@ pub(super) fn log_unparsed<C: AsRef<[u8]>>(
         duration: Default::default(),
         response_head: b"",
         time: &sh.clock.log_time,
-        pid: std::process::id(),
+        pid: sh.pid,
     });
 }

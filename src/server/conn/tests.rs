@@ -172,6 +172,8 @@ impl Harness {
             static_site: Default::default(),
             defer_writes: false,
             metrics: Default::default(),
+            count_metrics: true,
+            pid: std::process::id(),
         };
         Harness {
             conn: Some(Conn::new(stream, Peer::Unix, 1, sh.now)),
