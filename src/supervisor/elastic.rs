@@ -14,27 +14,34 @@ use super::child::Role;
 use super::control;
 use super::policy::{recycle_reason, InstanceLoad, Scale, ScaleRules};
 use super::{Launcher, Phase, Slot};
-use crate::config::BindAddr;
+use crate::config::{BindAddr, LauncherConfig};
 use crate::contract::HEARTBEAT_INTERVAL;
 use crate::log;
 
 /// How often resident memory is read from /proc for --max-rss.
 const RSS_EVERY: Duration = Duration::from_secs(1);
 
+/// The scaling bounds and delays of `config`, whose launcher has `sockets` listening
+/// sockets (one per instance with `--port-range` or `--socket-dir`).
+pub(super) fn scale_rules(config: &LauncherConfig, sockets: usize) -> ScaleRules {
+    let elastic = &config.elastic;
+    let max = if config.socket_per_instance() {
+        sockets
+    } else {
+        config.workers as usize
+    };
+    ScaleRules {
+        min: (elastic.min_instances as usize).clamp(1, max.max(1)),
+        max,
+        up_after: elastic.scale_up_after,
+        down_after: elastic.scale_down_after,
+    }
+}
+
 impl Launcher {
     /// The scaling bounds and delays from the configuration.
     pub(super) fn scale_rules(&self) -> ScaleRules {
-        let elastic = &self.config.elastic;
-        let max = match self.config.ports {
-            Some(_) => self.sockets.len(),
-            None => self.config.workers as usize,
-        };
-        ScaleRules {
-            min: (elastic.min_instances as usize).clamp(1, max.max(1)),
-            max,
-            up_after: elastic.scale_up_after,
-            down_after: elastic.scale_down_after,
-        }
+        scale_rules(&self.config, self.sockets.len())
     }
 
     /// One loop turn of recycling and scaling.
@@ -120,7 +127,7 @@ impl Launcher {
     /// Adds one instance; the caller checked the bounds.
     pub(super) fn add_slot(&mut self, why: &str) {
         let index = self.slots.len();
-        let socket = if self.config.ports.is_some() {
+        let socket = if self.config.socket_per_instance() {
             index
         } else {
             0
@@ -160,7 +167,7 @@ impl Launcher {
         let gone = self.slots.len();
         self.reload.forget_slot(gone);
         let now = Instant::now();
-        let behind_nginx = self.config.ports.is_some() && self.nginx.is_some();
+        let behind_nginx = self.config.socket_per_instance() && self.nginx.is_some();
         for inst in &mut self.instances {
             if inst.slot != gone {
                 continue;
@@ -205,7 +212,7 @@ impl Launcher {
     /// that still tries one is refused at once instead of waiting in a backlog nobody
     /// accepts from. Adding the slot again binds the port again.
     fn close_removed_ports(&mut self) {
-        if self.config.ports.is_none() {
+        if !self.config.socket_per_instance() {
             return;
         }
         for index in self.slots.len()..self.sockets.len() {
@@ -236,7 +243,7 @@ impl Launcher {
 
     /// Rewrites nginx's configuration and reloads it when the live set changed.
     fn sync_nginx_upstream(&mut self) {
-        if self.config.ports.is_none() || self.nginx.is_none() {
+        if !self.config.socket_per_instance() || self.nginx.is_none() {
             return;
         }
         let wanted = self.upstream_sockets();
@@ -282,7 +289,7 @@ impl Launcher {
         let (low, high) = if rules.autoscaling() {
             (rules.min, rules.max)
         } else {
-            (1, rules.max_fixed(self.config.ports.is_some()))
+            (1, rules.max_fixed(self.config.socket_per_instance()))
         };
         if wanted < low || wanted > high {
             return Err(format!(
@@ -343,9 +350,10 @@ impl Launcher {
 }
 
 impl ScaleRules {
-    /// The most instances a fixed count may be set to: the ports, or the launcher's limit.
-    fn max_fixed(&self, port_range: bool) -> usize {
-        if port_range {
+    /// The most instances a fixed count may be set to: the sockets (one per instance), or
+    /// the launcher's limit.
+    fn max_fixed(&self, socket_per_instance: bool) -> usize {
+        if socket_per_instance {
             self.max
         } else {
             crate::cli::MAX_INSTANCES as usize

@@ -208,11 +208,7 @@ fn bind_sockets(
 
 /// How many instances run at start: MIN when scaling, else all.
 fn initial_instances(config: &LauncherConfig, sockets: usize) -> usize {
-    let most = match config.ports {
-        Some(_) => sockets,
-        None => config.workers as usize,
-    };
-    (config.elastic.min_instances as usize).clamp(1, most.max(1))
+    elastic::scale_rules(config, sockets).min
 }
 
 fn recycle_rules(config: &LauncherConfig) -> RecycleRules {
@@ -706,39 +702,20 @@ impl Launcher {
         }
     }
 
-    /// Whether SIGTTIN/SIGTTOU may change the instance count now.
-    fn may_resize(&self, signal: &str) -> bool {
-        if self.config.socket_per_instance() {
-            log::warn(&format!(
-                "{signal} ignored: the instance count changes only with --workers alone"
-            ));
-            return false;
-        }
-        !matches!(self.phase, Phase::Stopping { .. })
-    }
-
+    /// SIGTTIN: one instance more, as `evserve scale +1` (same bounds).
     fn add_instance(&mut self) {
-        if !self.may_resize("SIGTTIN") {
-            return;
-        }
-        if self.slots.len() >= crate::cli::MAX_INSTANCES as usize {
-            log::warn(&format!(
-                "SIGTTIN ignored: already {} instances, the most one launcher runs",
-                self.slots.len()
-            ));
-            return;
-        }
-        self.add_slot("SIGTTIN");
+        self.resize_by_signal("SIGTTIN", "+1");
     }
 
+    /// SIGTTOU: one instance fewer, as `evserve scale -1`.
     fn remove_instance(&mut self) {
-        if !self.may_resize("SIGTTOU") {
-            return;
+        self.resize_by_signal("SIGTTOU", "-1");
+    }
+
+    fn resize_by_signal(&mut self, signal: &str, change: &str) {
+        match self.scale_command(change) {
+            Ok(done) => log::info(&format!("{signal}: {done}")),
+            Err(e) => log::warn(&format!("{signal} ignored: {e}")),
         }
-        if self.slots.len() <= 1 {
-            log::warn("SIGTTOU ignored: keeping the last instance");
-            return;
-        }
-        self.remove_slot("SIGTTOU");
     }
 }
