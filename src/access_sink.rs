@@ -100,15 +100,20 @@ impl AccessLog {
     /// Writes the line for one response.
     pub fn record(&mut self, fields: &Fields<'_>) {
         self.line.clear();
-        match &self.style {
-            AccessStyle::Combined => combined(fields, &mut self.line),
-            AccessStyle::Format(plan) => plan.render(fields, &mut self.line),
-            AccessStyle::Json => json(&record_of(fields), &mut self.line),
+        // Built once, for the JSON line and for Python's log record alike.
+        let record = (matches!(self.style, AccessStyle::Json)
+            || matches!(self.out, Out::Python(_)))
+        .then(|| record_of(fields));
+        match (&self.style, &record) {
+            (AccessStyle::Format(plan), _) => plan.render(fields, &mut self.line),
+            (AccessStyle::Json, Some(record)) => json(record, &mut self.line),
+            _ => combined(fields, &mut self.line),
         }
         match &mut self.out {
             Out::Python(sink) => {
-                let record = record_of(fields);
-                sink.log(&String::from_utf8_lossy(&self.line), &record);
+                if let Some(record) = &record {
+                    sink.log(&String::from_utf8_lossy(&self.line), record);
+                }
             }
             Out::Stream(w) => write_line(w, &mut self.line),
             Out::File { w, .. } => write_line(w, &mut self.line),

@@ -35,9 +35,6 @@ pub const ENV_LISTEN_FDNAMES: &str = "LISTEN_FDNAMES";
 /// before the stuck request has run `--timeout`.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
 
-/// The largest message a datagram carries (a stats snapshot is the largest).
-pub const MAX_MESSAGE_LEN: usize = 2048;
-
 /// Whether this process was started by the launcher as one of its instances.
 pub fn under_launcher() -> bool {
     std::env::var_os(ENV_INSTANCE).is_some_and(|v| v == "1")

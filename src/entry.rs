@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use crate::config::{self, AppSpec, Mode};
-use crate::{cli, instance, log, nginx, supervisor, wsgi};
+use crate::{cli, instance, log, supervisor, wsgi};
 
 /// The whole command line: `args` without the program name; `python` is the interpreter
 /// this runs in, which the launcher starts its instances with.
@@ -18,8 +18,7 @@ pub fn main(args: Vec<OsString>, python: PathBuf) -> i32 {
         Err(code) => return code,
     };
     match cli.command {
-        Some(cli::Command::NginxConfig(config)) => nginx::config_command(&config),
-        Some(console) => supervisor::console_command(console),
+        Some(command) => supervisor::console_command(command),
         None => match cli.serve.validate() {
             Err(message) => {
                 log::fatal(&message);

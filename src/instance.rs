@@ -571,7 +571,7 @@ fn serve(
         max_connections: config.max_connections,
         shares_listener: config.shared_listener,
         access_log,
-        report_stats: control.is_some() && config.metrics.is_some(),
+        report_stats: under_launcher() && control.is_some() && config.metrics.is_some(),
         heartbeat: control,
         signals: signals.stop,
         reopen_signals: Some(signals.reopen),

@@ -353,7 +353,7 @@ mod tests {
         assert!(Snapshot::decode(words.split(' ').skip(1)).is_none());
         assert!(Snapshot::decode(format!("{words} 1").split(' ')).is_none());
         let max = Snapshot::decode(words.split(' ').map(|_| "18446744073709551615")).unwrap();
-        assert!(max.encode().len() + 16 < crate::contract::MAX_MESSAGE_LEN);
+        assert!(max.encode().len() + 16 < crate::contract::MAX_DATAGRAM);
     }
 
     #[test]

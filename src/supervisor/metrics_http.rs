@@ -24,7 +24,14 @@ const STATUS_PAGE: &str = include_str!("status_page.html");
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 const HISTORY_POINTS: usize = 300;
 const RECENT_RESTARTS: usize = 20;
-const STATES: [&str; 5] = ["starting", "ready", "reloading", "draining", "given-up"];
+const STATES: [&str; 6] = [
+    "starting",
+    "ready",
+    "reloading",
+    "draining",
+    "leaving",
+    "given-up",
+];
 
 /// Why a slot got a new process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

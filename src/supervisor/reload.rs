@@ -78,6 +78,11 @@ impl ReloadPlan {
         true
     }
 
+    /// The plan replaces one slot that reached a limit, not every slot for new code.
+    pub fn recycling(&self) -> bool {
+        self.recycling
+    }
+
     /// "recycle" or "reload", for the log.
     pub fn what(&self) -> &'static str {
         if self.recycling {
@@ -296,12 +301,13 @@ impl Launcher {
                 old_pids.join(",")
             }
         ));
-        self.note_restart(
-            slot,
-            RestartReason::Reload,
-            &format!("pid {new_pid} in place"),
-        );
-        if self.reload.finished() && self.reload.what() == "reload" {
+        let reason = if self.reload.recycling() {
+            RestartReason::Recycle
+        } else {
+            RestartReason::Reload
+        };
+        self.note_restart(slot, reason, &format!("pid {new_pid} in place"));
+        if self.reload.finished() && !self.reload.recycling() {
             log::info("reload: done");
         } else {
             self.systemd.status(&self.reload_status());

@@ -42,10 +42,8 @@ impl Launcher {
     pub(super) fn phase_name(&self) -> &'static str {
         match self.phase {
             Phase::Starting => "starting",
-            Phase::Running if self.reload.replacing() => match self.reload.what() {
-                "recycle" => "recycling",
-                _ => "reloading",
-            },
+            Phase::Running if self.reload.replacing() && self.reload.recycling() => "recycling",
+            Phase::Running if self.reload.replacing() => "reloading",
             Phase::Running => "running",
             Phase::Stopping { .. } => "stopping",
         }

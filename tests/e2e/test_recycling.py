@@ -118,3 +118,19 @@ def test_recycling_flags_are_checked(tmp_path):
         out = subprocess.run([str(EVSERVE), "--workers", "2", *flags, str(APP)],
                              capture_output=True, text=True, timeout=20, cwd=tmp_path)
         assert out.returncode == 2 and words in out.stderr, out.stderr
+
+
+def test_a_recycle_is_counted_as_a_recycle_in_the_metrics(launcher_start):
+    """Bug pinned: every replacement made by the reload plan was counted with
+    reason="reload", so evserve_restarts_total{reason="recycle"} stayed 0 however often
+    instances were recycled."""
+    from metrics_helpers import scrape, total
+
+    port, metrics_port = launcher_free_ports(2)
+    p = launcher_start("--workers", "2", "--port", port, "--max-requests", "150",
+                       "--metrics", f"127.0.0.1:{metrics_port}", APP)
+    p.wait_ready()
+    run_until_recycled(p, port, 2, r"served \d+ requests")
+    samples = scrape(int(metrics_port))
+    assert total(samples, "evserve_restarts_total", reason="recycle") >= 2, samples
+    assert total(samples, "evserve_restarts_total", reason="reload") == 0, samples
