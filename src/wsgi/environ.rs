@@ -50,9 +50,13 @@ const COMMON_HEADERS: &[&str] = &[
 
 /// Index of "host" in COMMON_HEADERS.
 const HOST: usize = 0;
-/// Indexes of "x-forwarded-for" and "x-forwarded-proto" in COMMON_HEADERS.
+/// Indexes of "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host" and
+/// "x-real-ip" in COMMON_HEADERS.
 const X_FORWARDED_FOR: usize = 11;
 const X_FORWARDED_PROTO: usize = 12;
+const X_FORWARDED_HOST: usize = 13;
+const X_REAL_IP: usize = 14;
+const _: () = assert!(const_str_eq(COMMON_HEADERS[HOST], "host"));
 const _: () = assert!(const_str_eq(
     COMMON_HEADERS[X_FORWARDED_FOR],
     "x-forwarded-for"
@@ -61,6 +65,33 @@ const _: () = assert!(const_str_eq(
     COMMON_HEADERS[X_FORWARDED_PROTO],
     "x-forwarded-proto"
 ));
+const _: () = assert!(const_str_eq(
+    COMMON_HEADERS[X_FORWARDED_HOST],
+    "x-forwarded-host"
+));
+const _: () = assert!(const_str_eq(COMMON_HEADERS[X_REAL_IP], "x-real-ip"));
+
+/// Headers whose last value a connection keeps, as the COMMON_HEADERS index of each:
+/// a client sends the same Host on every request of a connection, and a proxy the same
+/// X-Forwarded-* values (nginx: its own scheme and host, and the address of a client
+/// that often sends several requests in a row). A repeat then costs a byte comparison
+/// instead of a new str. Short values only, so an idle connection keeps little.
+const KEPT: [usize; 5] = [
+    HOST,
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    X_REAL_IP,
+];
+
+/// Host's slot in [`KEPT`].
+const HOST_SLOT: usize = 0;
+const _: () = assert!(KEPT[HOST_SLOT] == HOST);
+
+/// The slot in [`KEPT`] of COMMON_HEADERS index `i`.
+fn kept_slot(i: usize) -> Option<usize> {
+    KEPT.iter().position(|&k| k == i)
+}
 
 // Common headers already set are tracked in a u64 bit set.
 const _: () = assert!(COMMON_HEADERS.len() <= 64);
@@ -233,7 +264,8 @@ impl Environ {
         ConnStrings {
             remote_addr,
             remote_port,
-            host: None,
+            kept: Default::default(),
+            client: None,
             proxy,
         }
     }
@@ -282,8 +314,14 @@ impl Environ {
         let authority = head.authority.of(buf);
         if !authority.is_empty() {
             // An absolute-form target's authority replaces any Host field (RFC 9112 3.2.2).
-            env.set_item(&self.header_keys[HOST], conn.host_value(py, authority))?;
+            env.set_item(
+                &self.header_keys[HOST],
+                conn.value(py, HOST_SLOT, authority),
+            )?;
         }
+        // A common header sent twice has its values joined in the dict.
+        let mut common_repeated = 0u64;
+        let mut forwarded = Forwarded::default();
         for header in &head.headers {
             let name = header.name.of(buf);
             let raw_value = header.value.of(buf);
@@ -298,17 +336,18 @@ impl Environ {
             let (key, value) = match common_header(name) {
                 Some(HOST) if !authority.is_empty() => continue,
                 Some(i) => {
-                    let value = if i == HOST {
-                        conn.host_value(py, raw_value)
-                    } else {
-                        latin1(py, raw_value)
+                    let value = match kept_slot(i) {
+                        Some(slot) => conn.value(py, slot, raw_value),
+                        None => latin1(py, raw_value),
                     };
                     let key = self.header_keys[i].bind(py);
                     if common_seen & (1 << i) == 0 {
                         common_seen |= 1 << i;
+                        forwarded.note(i, &value);
                         env.set_item(key, value)?;
                         continue;
                     }
+                    common_repeated |= 1 << i;
                     (key.clone(), value)
                 }
                 // A name with an underscore could pose as a dashed one (no listed name
@@ -335,7 +374,14 @@ impl Environ {
         }
 
         if conn.proxy && common_seen & FORWARDED_BITS != 0 {
-            self.apply_forwarded(&env)?;
+            if common_repeated & FORWARDED_BITS != 0 {
+                // Joined values: read back what the dict holds.
+                forwarded = Forwarded {
+                    addresses: self.get_str(&env, X_FORWARDED_FOR)?,
+                    proto: self.get_str(&env, X_FORWARDED_PROTO)?,
+                };
+            }
+            self.apply_forwarded(py, &env, conn, forwarded)?;
         }
 
         let body_len = match req.body {
@@ -359,30 +405,86 @@ impl Environ {
     }
 }
 
+/// The X-Forwarded-For and X-Forwarded-Proto values of a request, as put in its environ.
+#[derive(Default)]
+struct Forwarded<'py> {
+    addresses: Option<Bound<'py, PyString>>,
+    proto: Option<Bound<'py, PyString>>,
+}
+
+impl<'py> Forwarded<'py> {
+    /// Remembers `value` when COMMON_HEADERS index `i` is one of the two.
+    fn note(&mut self, i: usize, value: &Bound<'py, PyString>) {
+        match i {
+            X_FORWARDED_FOR => self.addresses = Some(value.clone()),
+            X_FORWARDED_PROTO => self.proto = Some(value.clone()),
+            _ => {}
+        }
+    }
+}
+
 impl Environ {
+    /// The str `env` holds under COMMON_HEADERS index `i`'s key, if any.
+    fn get_str<'py>(
+        &self,
+        env: &Bound<'py, PyDict>,
+        i: usize,
+    ) -> PyResult<Option<Bound<'py, PyString>>> {
+        match env.get_item(&self.header_keys[i])? {
+            Some(value) => Ok(Some(value.cast_into::<PyString>()?)),
+            None => Ok(None),
+        }
+    }
+
     /// REMOTE_ADDR and `wsgi.url_scheme` from the X-Forwarded-For/-Proto a trusted peer
-    /// sent (already in `env`, repeated fields joined).
-    fn apply_forwarded(&self, env: &Bound<'_, PyDict>) -> PyResult<()> {
-        if let Some(value) = env.get_item(&self.header_keys[X_FORWARDED_FOR])? {
-            let value = value.cast_into::<PyString>()?;
-            let text = value.to_str()?;
-            match self.trusted_proxies.client_address(text) {
-                // nginx sends one address: the header's own string serves as is.
-                Some(client) if client.len() == text.len() => {
-                    env.set_item(&self.remote_addr, &value)?
+    /// sent (repeated fields joined). The client address found in an X-Forwarded-For
+    /// value is kept with the connection's kept value: the next request that repeats it
+    /// reuses it.
+    fn apply_forwarded<'py>(
+        &self,
+        py: Python<'py>,
+        env: &Bound<'py, PyDict>,
+        conn: &mut ConnStrings,
+        forwarded: Forwarded<'py>,
+    ) -> PyResult<()> {
+        if let Some(value) = forwarded.addresses {
+            let client = match &conn.client {
+                Some((seen, client)) if seen.is(&value) => client.as_ref().map(|c| c.clone_ref(py)),
+                _ => {
+                    let client = self.client_address(py, &value)?;
+                    conn.client = Some((
+                        value.clone().unbind(),
+                        client.as_ref().map(|c| c.clone_ref(py)),
+                    ));
+                    client
                 }
-                Some(client) => env.set_item(&self.remote_addr, client)?,
-                None => {}
+            };
+            if let Some(client) = client {
+                env.set_item(&self.remote_addr, client)?;
             }
         }
-        if let Some(value) = env.get_item(&self.header_keys[X_FORWARDED_PROTO])? {
-            let value = value.cast_into::<PyString>()?;
+        if let Some(value) = forwarded.proto {
             // The template already says "http"; only "https" changes it.
             if forwarded::scheme(value.to_str()?.as_bytes()) == Some("https") {
                 env.set_item(&self.url_scheme, &self.https)?;
             }
         }
         Ok(())
+    }
+
+    /// The client's address in X-Forwarded-For `value`, as a str: `value` itself when it
+    /// is that one address (what nginx sends).
+    fn client_address(
+        &self,
+        py: Python<'_>,
+        value: &Bound<'_, PyString>,
+    ) -> PyResult<Option<Py<PyString>>> {
+        let text = value.to_str()?;
+        Ok(match self.trusted_proxies.client_address(text) {
+            Some(client) if client.len() == text.len() => Some(value.clone().unbind()),
+            Some(client) => Some(PyString::new(py, client).unbind()),
+            None => None,
+        })
     }
 }
 
@@ -433,23 +535,30 @@ fn make_room(template: &Bound<'_, PyDict>) -> PyResult<()> {
 pub struct ConnStrings {
     remote_addr: Py<PyString>,
     remote_port: Py<PyString>,
-    /// The last Host value: clients send the same one on every request of a connection.
-    host: Option<Py<PyString>>,
+    /// The last value of each header in [`KEPT`].
+    kept: [Option<Py<PyString>>; KEPT.len()],
+    /// The last X-Forwarded-For value seen from a trusted peer, and the client address
+    /// found in it.
+    client: Option<(Py<PyString>, Option<Py<PyString>>)>,
     /// The peer is a trusted proxy: its X-Forwarded-For/-Proto count.
     proxy: bool,
 }
 
 impl ConnStrings {
-    /// The Host value as a str, the one of the previous request when it is the same.
-    fn host_value<'py>(&mut self, py: Python<'py>, raw: &[u8]) -> Bound<'py, PyString> {
-        if let Some(host) = &self.host {
-            let host = host.bind(py);
-            if super::response::ucs1(host) == Some(raw) {
-                return host.clone();
+    /// The value of the header in [`KEPT`] slot `slot` as a str: the one of the previous
+    /// request when it is the same.
+    fn value<'py>(&mut self, py: Python<'py>, slot: usize, raw: &[u8]) -> Bound<'py, PyString> {
+        let Some(kept) = self.kept.get_mut(slot) else {
+            return latin1(py, raw);
+        };
+        if let Some(value) = kept {
+            let value = value.bind(py);
+            if super::response::ucs1(value) == Some(raw) {
+                return value.clone();
             }
         }
         let value = latin1(py, raw);
-        self.host = Some(value.clone().unbind());
+        *kept = Some(value.clone().unbind());
         value
     }
 }

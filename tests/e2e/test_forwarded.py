@@ -51,6 +51,44 @@ def test_the_client_is_the_rightmost_address_that_is_not_a_trusted_proxy(serve):
     assert env["REMOTE_ADDR"] == "6.6.6.6"
 
 
+def test_kept_proxy_values_follow_each_request_of_a_keep_alive_connection(serve):
+    """A connection keeps its last Host and X-Forwarded-* values (and the client address
+    found in X-Forwarded-For) to reuse them when the next request repeats them: a request
+    that changes, repeats, joins or drops one must still see its own."""
+    server = serve("environ_app:application")
+    sends = [
+        ("a.example", "203.0.113.7", "https"),
+        ("a.example", "203.0.113.7", "https"),
+        ("b.example", "198.51.100.2", "http"),
+        ("b.example", "203.0.113.7", "https"),
+        ("b.example", None, None),
+        ("a.example", "203.0.113.7", "https"),
+        ("a.example", "203.0.113.7\r\nX-Forwarded-For: 198.51.100.9", "https"),
+        ("a.example", "203.0.113.7", "http"),
+    ]
+    with Conn(server) as c:
+        for host, forwarded_for, proto in sends:
+            extra = "X-Forwarded-Host: %s\r\n" % host
+            if forwarded_for:
+                extra += "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n" % (forwarded_for, proto)
+            c.send(("GET / HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (host, extra)).encode())
+            r = c.read_response()
+            assert r.status == 200, r
+            env = {k: v[1] for k, v in r.json().items() if isinstance(v, list) and len(v) == 2}
+            sent = (host, forwarded_for, proto)
+            assert env["HTTP_HOST"] == host, sent
+            assert env["HTTP_X_FORWARDED_HOST"] == host, sent
+            if forwarded_for is None:
+                assert (env["REMOTE_ADDR"], env["wsgi.url_scheme"]) == ("127.0.0.1", "http"), sent
+                assert "HTTP_X_FORWARDED_FOR" not in env, sent
+                continue
+            # Two X-Forwarded-For fields are one list; the right-most untrusted is the client.
+            client = forwarded_for.rsplit(" ", 1)[-1]
+            assert env["REMOTE_ADDR"] == client, sent
+            assert env["HTTP_X_FORWARDED_FOR"] == forwarded_for.replace("\r\nX-Forwarded-For: ", ", "), sent
+            assert env["wsgi.url_scheme"] == proto, sent
+
+
 @pytest.mark.parametrize(
     "allow, remote_addr, scheme",
     [
