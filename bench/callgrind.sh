@@ -7,6 +7,8 @@
 #   SECONDS_MEASURED=20 bench/callgrind.sh      a longer measured window (default 10 s)
 #   BROWSER_HEADERS=1 bench/callgrind.sh        requests with a browser's headers, as nginx
 #                                               passes them on, instead of wrk's Host alone
+#   PROXY_HEADERS=1 bench/callgrind.sh          requests with the three headers the generated
+#                                               nginx configuration adds (X-Forwarded-*)
 #
 # The server runs under valgrind with instrumentation off until it has answered a warm-up
 # load; then callgrind counts only the measured window. The server's calls into the app
@@ -36,6 +38,13 @@ case "$server" in
     *) echo "callgrind.sh: server is evserve or bjoern, not $server" >&2; exit 2 ;;
 esac
 headers=()
+if [ "${PROXY_HEADERS:-0}" = 1 ]; then
+    headers=(
+        -H "X-Forwarded-For: 127.0.0.1"
+        -H "X-Forwarded-Proto: http"
+        -H "X-Forwarded-Host: 127.0.0.1"
+    )
+fi
 if [ "${BROWSER_HEADERS:-0}" = 1 ]; then
     headers=(
         -H "User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
@@ -92,7 +101,9 @@ total=$(awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}' "$work/annota
 # those calls, which counts the requests exactly (wrk leaves out those still in flight
 # when it stops, which the server answers all the same).
 case "$server" in
-    evserve) caller='PyCallArgs for \\(T0,T1\\)>::call_positional '; callee=':PyObject_Vectorcall ' ;;
+    # The call is pyo3's call_positional, or inlined into WsgiApp::call from pyo3's tuple.rs.
+    evserve) caller='(PyCallArgs for \\(T0,T1\\)>::call_positional |types/tuple.rs:<evserve::wsgi::WsgiApp as evserve::server::App>::call$)'
+             callee=':PyObject_Vectorcall ' ;;
     bjoern) caller=':wsgi_call_application '; callee=':PyObject_CallFunctionObjArgs ' ;;
 esac
 read -r app_cost requests < <(awk -v caller="$caller" -v callee="$callee" '
