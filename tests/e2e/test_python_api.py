@@ -46,6 +46,9 @@ def test_the_program_goes_on_after_serve_returns(tmp_path):
     proc, out = start(tmp_path, f"""
         import signal, time, evserve
         from probe import application
+        # Python's own SIGINT handler, whatever this test inherited: started as a
+        # background job, it has SIGINT ignored, and serve() gives back what it found.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         evserve.serve(application, port={port}, graceful_timeout=1)
         print("serve returned", flush=True)
         time.sleep(2.5)  # past the graceful timeout and the watchdog's margin
@@ -66,6 +69,25 @@ def test_the_program_goes_on_after_serve_returns(tmp_path):
     assert code == 0, text
     assert "serve returned" in text and "KeyboardInterrupt after serve" in text, text
     assert "exiting now" not in text, text
+
+
+def test_serve_gives_back_an_ignored_sigint_as_ignored(tmp_path):
+    # A program started as a background job (`cmd &`) has SIGINT ignored: after serve()
+    # it must still be, not turned into KeyboardInterrupt or the default action.
+    port = free_port()
+    proc, out = start(tmp_path, f"""
+        import signal, evserve
+        from probe import application
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        evserve.serve(application, port={port}, graceful_timeout=1)
+        signal.raise_signal(signal.SIGINT)
+        print("after serve:", signal.getsignal(signal.SIGINT) is signal.SIG_IGN, flush=True)
+    """)
+    wait_for(lambda: is_listening(port) or proc.poll() is not None, 15, message="serve() to listen")
+    proc.send_signal(signal.SIGTERM)
+    code, text = finish(proc, out)
+    assert code == 0, text
+    assert "after serve: True" in text, text
 
 
 def test_a_second_serve_in_one_process_is_refused(tmp_path):
