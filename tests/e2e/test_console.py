@@ -13,6 +13,7 @@ from test_launcher import (
     APPS,
     EVSERVE,
     LauncherLoad,
+    bodies_after_reload,
     launcher_alive,
     launcher_free_ports,
     launcher_get,
@@ -49,20 +50,6 @@ def one_line_error(out):
     lines = out.stderr.strip().splitlines()
     assert out.returncode != 0 and len(lines) == 1, (out.returncode, out.stdout, out.stderr)
     return lines[0]
-
-
-def bodies_after_reload(load, done_at, count):
-    """Stops `load` once `count` requests were answered a second after `done_at` (when the
-    reload was done); checks that none failed and returns those answers."""
-    launcher_wait(
-        lambda: sum(1 for when, _ in list(load.bodies) if when > done_at + 1.0) >= count,
-        15,
-        f"{count} requests answered a second after the reload",
-    )
-    ok, failures = load.finish()
-    print(f"under load: {ok} requests, {len(failures)} failed")
-    assert failures == [], failures[:5]
-    return [body for when, body in load.bodies if when > done_at + 1.0]
 
 
 def start_app(launcher_start, tmp_path, *flags, env=None):

@@ -243,6 +243,22 @@ class LauncherLoad:
         return self.ok, self.failures
 
 
+def bodies_after_reload(load, done_at, count=200, timeout=15):
+    """Stops `load` once `count` requests were answered a second after `done_at` (when the
+    reload was done); checks that none failed and returns those answers. Old instances may
+    finish requests they had already accepted; after that short bounded while every answer
+    comes from the new code."""
+    launcher_wait(
+        lambda: sum(1 for when, _ in list(load.bodies) if when > done_at + 1.0) >= count,
+        timeout,
+        f"{count} requests answered a second after the reload",
+    )
+    ok, failures = load.finish()
+    print(f"under load: {ok} requests, {len(failures)} failed")
+    assert failures == [], failures[:5]
+    return [body for when, body in load.bodies if when > done_at + 1.0]
+
+
 def launcher_nginx_args(tmp_path, ports, listen_port):
     return [
         "--port-range",
@@ -420,17 +436,8 @@ def test_sighup_under_load_fails_no_request_and_serves_new_code(launcher_start, 
     p.proc.send_signal(signal.SIGHUP)
     p.wait_for(r"reload: done", 30, after=hup_at)
     done_at = time.monotonic()
-    # Old instances may finish requests they had already accepted; after a short bounded
-    # while every answer comes from the new code.
-    launcher_wait(
-        lambda: sum(1 for when, _ in list(load.bodies) if when > done_at + 1.0) >= 200,
-        15,
-        "200 requests answered a second after the reload",
-    )
-    ok, failures = load.finish()
-    print(f"SIGHUP under load: {ok} requests, {len(failures)} failed, reload took {done_at - hup_at:.2f}s")
-    assert failures == [], failures[:5]
-    late = [body for when, body in load.bodies if when > done_at + 1.0]
+    print(f"SIGHUP under load: reload took {done_at - hup_at:.2f}s")
+    late = bodies_after_reload(load, done_at)
     assert late and all("version=v2" in b for b in late), late[:5]
     for port in backends:
         assert "version=v2" in launcher_get(port)[1]

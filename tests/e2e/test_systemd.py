@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import APPS, evserve_bin, free_port, wait_for
+from test_launcher import launcher_get
 
 SOCKET_ACTIVATE = shutil.which("systemd-socket-activate")
 pytestmark = pytest.mark.skipif(
@@ -141,13 +142,7 @@ def _bound(address):
 
 
 def get(port, path="/", timeout=10.0):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read().decode()
-    finally:
-        conn.close()
+    return launcher_get(port, path, timeout)
 
 
 def get_unix(path, timeout=10.0):
